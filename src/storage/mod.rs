@@ -1,1 +1,4 @@
 //! The SQLite engine.
+
+pub mod changeset;
+pub mod session_ffi;

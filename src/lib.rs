@@ -2,10 +2,28 @@
 //!
 //! Every node holds the whole database in an embedded SQLite file; writes are replicated by Raft
 //! (openraft) as SQLite changesets; any node accepts any request. The modules mirror the
-//! architecture (see docs/ARCHITECTURE.md):
+//! architecture (see docs/ARCHITECTURE.md), in the order a request meets them:
 //!
-//! - [`raft`]: openraft glue — types, durable log store, state machine, internal network.
-//! - [`storage`]: the SQLite engine — the executor that runs requests and applies changesets.
+//! - [`frontend`]: client protocols (HTTP JSON API) → dispatcher calls.
+//! - [`dispatch`]: where a request runs — the leader's write pipeline, forwarding, read
+//!   consistency.
+//! - [`raft`]: openraft glue — types, durable log store, state machine, internal network,
+//!   membership.
+//! - [`storage`]: the SQLite engine — executes requests, captures and applies changesets.
+//! - [`node`]: wires one node together; [`local`] runs a cluster of node processes;
+//!   [`admin`] is the operator CLI client; [`config`] holds every setting.
 
+#[cfg(feature = "wip")]
+pub mod admin;
+#[cfg(feature = "wip")]
+pub mod config;
+#[cfg(feature = "wip")]
+pub mod dispatch;
+#[cfg(feature = "wip")]
+pub mod frontend;
+#[cfg(feature = "wip")]
+pub mod local;
+#[cfg(feature = "wip")]
+pub mod node;
 pub mod raft;
 pub mod storage;

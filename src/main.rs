@@ -1,1 +1,164 @@
-fn main() {}
+//! The `phalanx` command line: parses arguments and calls into the library. Nothing else lives
+//! here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+use phalanx::config::NodeConfig;
+use phalanx::{admin, local, node};
+
+#[derive(Parser)]
+#[command(name = "phalanx", version, about = "A highly available, load-balanced SQL database cluster")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node (with no flags: a single-node cluster in ./phalanx-data on loopback).
+    Start(StartArgs),
+    /// Run an N-node cluster of separate processes on this machine, in the foreground.
+    Local(LocalArgs),
+    /// Show the cluster's members, roles, health and indexes.
+    Status(admin::ClusterArg),
+    /// Add or remove cluster members.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Leadership control.
+    #[command(subcommand)]
+    Leader(LeaderCommand),
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Add a running, not yet initialized node (started with --no-bootstrap): it joins as a
+    /// learner, receives a snapshot and the log tail, then becomes a voter.
+    Add(admin::AddNodeArgs),
+    /// Remove a node from the cluster.
+    Remove(admin::RemoveNodeArgs),
+}
+
+#[derive(Subcommand)]
+enum LeaderCommand {
+    /// Hand leadership to another voter.
+    Transfer(admin::TransferArgs),
+}
+
+/// Flags of `phalanx start`. Every one is optional: unset flags leave the config file,
+/// environment or default value in place.
+#[derive(Args, Serialize)]
+struct StartArgs {
+    /// TOML configuration file (see phalanx.example.toml).
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+    /// Node id (unique in the cluster, never reused).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<u64>,
+    /// Data directory.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<PathBuf>,
+    /// PostgreSQL protocol address.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen_pg: Option<String>,
+    /// HTTP API address.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen_http: Option<String>,
+    /// Internal RPC (Raft) address.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    listen_raft: Option<String>,
+    /// Bootstrap a new cluster: 1=HOST:RAFTPORT,2=HOST:RAFTPORT,...
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    initial_cluster: Option<String>,
+    /// Join an existing cluster through a member's HTTP address.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    join: Option<String>,
+    /// Do not bootstrap; wait to be added with `phalanx node add`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    no_bootstrap: bool,
+    /// Snapshot every this many applied entries.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot_every_entries: Option<u64>,
+    /// Log entries kept behind a snapshot.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    log_entries_kept_after_snapshot: Option<u64>,
+    /// Largest HTTP request body in bytes.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_request_bytes: Option<usize>,
+}
+
+#[derive(Args)]
+struct LocalArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Directory holding every node's data and cluster.json.
+    #[arg(long, default_value = "phalanx-local")]
+    data: PathBuf,
+    /// First port; node i uses base+3(i-1) (pg), +1 (http), +2 (raft).
+    #[arg(long, default_value_t = 15400)]
+    base_port: u16,
+    /// Extra flags passed to every node's `phalanx start`.
+    #[arg(last = true)]
+    node_args: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PHALANX_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("phalanx: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = runtime.block_on(async {
+        match cli.command {
+            Command::Start(args) => {
+                let config = NodeConfig::load(args.config.as_deref(), &args).map_err(|e| e.to_string())?;
+                node::run(config).await.map_err(|e| e.to_string())
+            }
+            Command::Local(args) => local::run(local::LocalOptions {
+                nodes: args.nodes,
+                data: args.data,
+                base_port: args.base_port,
+                node_args: args.node_args,
+            })
+            .await
+            .map_err(|e| e.to_string()),
+            Command::Status(args) => admin::status(&args).await,
+            Command::Node(NodeCommand::Add(args)) => admin::add_node(&args).await,
+            Command::Node(NodeCommand::Remove(args)) => admin::remove_node(&args).await,
+            Command::Leader(LeaderCommand::Transfer(args)) => admin::transfer_leader(&args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("phalanx: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Operator commands that talk to a running cluster over its HTTP API: `phalanx status`,
+//! `phalanx node add|remove`, `phalanx leader transfer`.
+
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::{Value, json};
+
+/// Where to reach the cluster.
+#[derive(Args, Debug, Clone)]
+pub struct ClusterArg {
+    /// HTTP address of any member.
+    #[arg(long, env = "PHALANX_CLUSTER", default_value = "127.0.0.1:8433")]
+    pub cluster: String,
+    /// Print the raw JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct AddNodeArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    /// The new node's id.
+    #[arg(long)]
+    pub id: u64,
+    /// The new node's internal RPC address.
+    #[arg(long)]
+    pub raft: String,
+    /// The new node's HTTP address.
+    #[arg(long)]
+    pub http: String,
+    /// The new node's PostgreSQL address.
+    #[arg(long)]
+    pub pg: String,
+}
+
+#[derive(Args, Debug)]
+pub struct RemoveNodeArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    /// Id of the node to remove.
+    pub id: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct TransferArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    /// Id of the voter to hand leadership to.
+    #[arg(long)]
+    pub to: u64,
+}
+
+fn client(timeout: Duration) -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Sends a request and returns the JSON body, turning API errors into their message.
+async fn call(request: reqwest::RequestBuilder) -> Result<Value, String> {
+    let response = request.send().await.map_err(|e| format!("cannot reach the cluster: {e}"))?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| format!("bad response: {e}"))?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        let message = body["error"]["message"].as_str().unwrap_or("unknown error");
+        Err(format!("{status}: {message}"))
+    }
+}
+
+pub async fn status(args: &ClusterArg) -> Result<(), String> {
+    let body = call(client(Duration::from_secs(5))?.get(format!("http://{}/v1/status", args.cluster))).await?;
+    if args.json {
+        println!("{body:#}");
+        return Ok(());
+    }
+    println!(
+        "node {} is {} (term {}, leader {}, commit {}, applied {})",
+        body["id"], body["role"].as_str().unwrap_or("?"), body["term"], body["leader"],
+        body["commit_index"], body["applied_index"]
+    );
+    println!("{:<4} {:<8} {:<10} {:<12} {:>8}  {:<22} {:<22} {:<22}", "ID", "VOTER", "ROLE", "HEALTH", "APPLIED", "RAFT", "HTTP", "PG");
+    for m in body["members"].as_array().into_iter().flatten() {
+        println!(
+            "{:<4} {:<8} {:<10} {:<12} {:>8}  {:<22} {:<22} {:<22}",
+            m["id"], m["voter"], m["role"].as_str().unwrap_or("?"), m["health"].as_str().unwrap_or("?"),
+            m["applied_index"], m["raft"].as_str().unwrap_or(""), m["http"].as_str().unwrap_or(""),
+            m["pg"].as_str().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+pub async fn add_node(args: &AddNodeArgs) -> Result<(), String> {
+    let body = json!({"id": args.id, "raft": args.raft, "http": args.http, "pg": args.pg});
+    // Adding waits for the learner to catch up, which may take a while for a large database.
+    let request = client(Duration::from_secs(180))?
+        .post(format!("http://{}/v1/nodes", args.cluster.cluster))
+        .json(&body);
+    call(request).await?;
+    println!("node {} added", args.id);
+    Ok(())
+}
+
+pub async fn remove_node(args: &RemoveNodeArgs) -> Result<(), String> {
+    let request = client(Duration::from_secs(60))?.delete(format!("http://{}/v1/nodes/{}", args.cluster.cluster, args.id));
+    call(request).await?;
+    println!("node {} removed", args.id);
+    Ok(())
+}
+
+pub async fn transfer_leader(args: &TransferArgs) -> Result<(), String> {
+    let request = client(Duration::from_secs(30))?
+        .post(format!("http://{}/v1/leader/transfer", args.cluster.cluster))
+        .json(&json!({"to": args.to}));
+    call(request).await?;
+    println!("leadership transfer to node {} requested", args.to);
+    Ok(())
+}

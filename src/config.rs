@@ -1,0 +1,177 @@
+//! One node's configuration: every default in one place, loaded as
+//! defaults → TOML file (`--config`) → `PHALANX_*` environment variables → command-line flags,
+//! and validated once at start-up. Units are last in names (`_ms`, `_bytes`).
+//! `phalanx.example.toml` in the repository documents every key.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::raft::types::NodeId;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// This node's id: unique in the cluster, never reused.
+    pub id: NodeId,
+    /// Directory of the node's database, Raft log and snapshots.
+    pub data: PathBuf,
+    /// PostgreSQL wire protocol address.
+    pub listen_pg: String,
+    /// HTTP JSON API address.
+    pub listen_http: String,
+    /// Internal RPC address (Raft, forwarding, snapshots).
+    pub listen_raft: String,
+    /// Bootstrap a new cluster: `1=HOST:RAFTPORT,2=HOST:RAFTPORT,...` (this node included).
+    pub initial_cluster: Option<String>,
+    /// Join an existing cluster through any member's HTTP address.
+    pub join: Option<String>,
+    /// Start without bootstrapping and wait to be added (`phalanx node add`).
+    pub no_bootstrap: bool,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Take a snapshot (and purge the log behind it) every this many applied entries.
+    pub snapshot_every_entries: u64,
+    /// Log entries kept behind a snapshot for slow followers.
+    pub log_entries_kept_after_snapshot: u64,
+    /// Largest HTTP request body.
+    pub max_request_bytes: usize,
+    pub write_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+    /// Concurrent SQLite read connections.
+    pub read_connections: usize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            id: 1,
+            data: PathBuf::from("phalanx-data"),
+            listen_pg: "127.0.0.1:5433".into(),
+            listen_http: "127.0.0.1:8433".into(),
+            listen_raft: "127.0.0.1:9433".into(),
+            initial_cluster: None,
+            join: None,
+            no_bootstrap: false,
+            heartbeat_interval_ms: 80,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
+            snapshot_every_entries: 20_000,
+            log_entries_kept_after_snapshot: 1_000,
+            max_request_bytes: 16 * 1024 * 1024,
+            write_timeout_ms: 10_000,
+            read_timeout_ms: 5_000,
+            read_connections: 4,
+        }
+    }
+}
+
+/// The configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Load(#[from] Box<figment::Error>),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl NodeConfig {
+    /// Loads defaults, then `file`, then `PHALANX_*` variables, then `flags` (only the keys
+    /// they set).
+    pub fn load(file: Option<&std::path::Path>, flags: impl Serialize) -> Result<NodeConfig, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(NodeConfig::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError::Invalid(format!("config file {} not found", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        let config: NodeConfig = figment
+            .merge(Env::prefixed("PHALANX_"))
+            .merge(Serialized::defaults(flags))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        if self.id == 0 {
+            return invalid("id must be at least 1".into());
+        }
+        if self.initial_cluster.is_some() && self.join.is_some() {
+            return invalid("give either initial_cluster (new cluster) or join (existing one), not both".into());
+        }
+        if self.election_timeout_min_ms <= self.heartbeat_interval_ms * 2 {
+            return invalid("election_timeout_min_ms must exceed twice heartbeat_interval_ms".into());
+        }
+        if self.election_timeout_max_ms <= self.election_timeout_min_ms {
+            return invalid("election_timeout_max_ms must exceed election_timeout_min_ms".into());
+        }
+        if self.snapshot_every_entries == 0 || self.read_connections == 0 {
+            return invalid("snapshot_every_entries and read_connections must be positive".into());
+        }
+        if let Some(cluster) = &self.initial_cluster {
+            let members = parse_initial_cluster(cluster)?;
+            if !members.contains_key(&self.id) {
+                return invalid(format!("initial_cluster does not list this node's id {}", self.id));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Parses `1=host:port,2=host:port` into raft addresses by node id.
+pub fn parse_initial_cluster(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut members = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item
+            .split_once('=')
+            .ok_or_else(|| ConfigError::Invalid(format!("initial_cluster item {item:?} is not ID=HOST:PORT")))?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::Invalid(format!("initial_cluster id {id:?} is not a number")))?;
+        if id == 0 || addr.trim().is_empty() {
+            return Err(ConfigError::Invalid(format!("initial_cluster item {item:?} is invalid")));
+        }
+        if members.insert(id, addr.trim().to_owned()).is_some() {
+            return Err(ConfigError::Invalid(format!("initial_cluster lists node {id} twice")));
+        }
+    }
+    if members.is_empty() {
+        return Err(ConfigError::Invalid("initial_cluster is empty".into()));
+    }
+    Ok(members)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_initial_cluster() {
+        let m = parse_initial_cluster("1=127.0.0.1:1, 2=127.0.0.1:2").expect("valid");
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[&2], "127.0.0.1:2");
+        assert!(parse_initial_cluster("1=a,1=b").is_err());
+        assert!(parse_initial_cluster("x=a").is_err());
+        assert!(parse_initial_cluster("").is_err());
+    }
+
+    #[test]
+    fn flags_override_defaults_and_validation_runs() {
+        #[derive(Serialize)]
+        struct Flags {
+            id: u64,
+        }
+        let c = NodeConfig::load(None, Flags { id: 7 }).expect("loads");
+        assert_eq!(c.id, 7);
+        assert!(NodeConfig::load(None, Flags { id: 0 }).is_err());
+    }
+}

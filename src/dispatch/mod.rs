@@ -1,0 +1,233 @@
+//! The dispatcher: decides where each request runs.
+//!
+//! - Writes (and every statement of a transaction) run on the leader. On a follower,
+//!   [`Dispatcher::execute`] forwards the transaction over the internal RPC and relays the
+//!   leader's answer; when leadership moves, it follows the new leader until its deadline.
+//!   A forward is retried only when it provably did not reach a leader.
+//! - Reads are served from this node's committed data at the requested [`Consistency`]
+//!   (per-request load balancing across nodes comes with the scheduler work).
+
+pub mod error;
+pub mod write;
+
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::dispatch::error::RequestError;
+use crate::dispatch::write::{WriteOutcome, WritePipeline};
+use crate::raft::metrics;
+use crate::raft::network::{PeerClient, PeerError, paths};
+use crate::raft::types::{LogIndex, NodeAddr, NodeId, Raft};
+use crate::storage::engine::{Engine, ReadError};
+use crate::storage::request::{QueryResult, Statement};
+
+/// How fresh a read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// Sees every write acknowledged before the read began (read index from the leader).
+    #[default]
+    Linearizable,
+    /// Sees at least the given index (the client's own last write: read-your-writes).
+    Session,
+    /// Whatever this node has applied; still answers in a minority partition.
+    Any,
+}
+
+/// A read's answer.
+#[derive(Debug, Clone)]
+pub struct ReadOutcome {
+    pub result: QueryResult,
+    pub node: NodeId,
+    /// The applied index the data was read at (at least).
+    pub index: LogIndex,
+}
+
+/// Deadlines of the request path.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// A write, including forwarding and waiting for a new leader.
+    pub write: Duration,
+    /// A read, including waiting for this node to apply the needed index.
+    pub read: Duration,
+}
+
+/// Routes requests; one per node, cheap to clone.
+#[derive(Clone)]
+pub struct Dispatcher {
+    pub node_id: NodeId,
+    pub raft: Raft,
+    pub engine: Engine,
+    pub pipeline: WritePipeline,
+    pub peers: PeerClient,
+    pub timeouts: Timeouts,
+}
+
+impl Dispatcher {
+    /// Runs one transaction on the leader, wherever it is.
+    pub async fn execute(&self, statements: Vec<Statement>) -> Result<WriteOutcome, RequestError> {
+        let deadline = Instant::now() + self.timeouts.write;
+        loop {
+            let attempt = match self.raft.as_leader() {
+                Ok(_) => self.pipeline.submit(statements.clone()).await,
+                Err(forward) => match forward.leader_node {
+                    Some(leader) => self.forward_execute(&leader, &statements, deadline).await,
+                    None => Err(RequestError::NotLeader { leader: None }),
+                },
+            };
+            match attempt {
+                Err(RequestError::NotLeader { .. }) => {
+                    if Instant::now() >= deadline {
+                        return Err(self.no_leader_error());
+                    }
+                    self.wait_for_leader_change(deadline).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn forward_execute(
+        &self,
+        leader: &NodeAddr,
+        statements: &[Statement],
+        deadline: Instant,
+    ) -> Result<WriteOutcome, RequestError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let reply: Result<Result<WriteOutcome, RequestError>, PeerError> = self
+            .peers
+            .call(&leader.raft, paths::EXECUTE, &statements.to_vec(), remaining)
+            .await;
+        match reply {
+            Ok(answer) => answer,
+            // Never reached the leader: safe to try again once a leader is known.
+            Err(PeerError::Unreachable { .. }) => Err(RequestError::NotLeader { leader: None }),
+            Err(PeerError::Timeout { addr }) => Err(RequestError::Timeout(format!(
+                "leader at {addr} did not answer in time; the write may or may not have been applied"
+            ))),
+            Err(e) => Err(RequestError::OutcomeUnknown(e.to_string())),
+        }
+    }
+
+    /// Sleeps until openraft reports a different leader (or none), bounded by `deadline`, so
+    /// the retry loop waits for a condition rather than spinning.
+    async fn wait_for_leader_change(&self, deadline: Instant) {
+        let before = metrics::snapshot(&self.raft).current_leader;
+        // Re-check at least every 50 ms: the leader may be known but not yet reachable.
+        let until = (Instant::now() + Duration::from_millis(50)).min(deadline);
+        metrics::wait_until(&self.raft, until, |m| m.current_leader != before).await;
+    }
+
+    fn no_leader_error(&self) -> RequestError {
+        let m = metrics::snapshot(&self.raft);
+        let voters = m.membership_config.membership().voter_ids().count();
+        RequestError::NoLeader(format!(
+            "no leader reachable from node {} within the write deadline (term {}, {} voters): \
+             the cluster has no quorum or is electing",
+            self.node_id, m.current_term, voters
+        ))
+    }
+
+    /// Serves one read at `consistency` from this node's committed data.
+    pub async fn query(
+        &self,
+        statement: Statement,
+        consistency: Consistency,
+        min_index: LogIndex,
+    ) -> Result<ReadOutcome, RequestError> {
+        let deadline = Instant::now() + self.timeouts.read;
+        let needed = match consistency {
+            Consistency::Any => 0,
+            Consistency::Session => min_index,
+            Consistency::Linearizable => self.read_index(deadline).await?.max(min_index),
+        };
+        let index = self.wait_applied(needed, deadline).await?;
+        let result = self.engine.query(statement).await.map_err(|e| match e {
+            ReadError::Sql(sql) => RequestError::Sql(sql),
+            ReadError::Engine(engine) => RequestError::Unavailable(engine.to_string()),
+        })?;
+        Ok(ReadOutcome {
+            result,
+            node: self.node_id,
+            index,
+        })
+    }
+
+    /// The index a linearizable read must observe: confirmed by the leader with a quorum
+    /// round (openraft's ReadIndex), asked over the RPC when this node follows.
+    pub async fn read_index(&self, deadline: Instant) -> Result<LogIndex, RequestError> {
+        loop {
+            let attempt = match self.raft.as_leader() {
+                Ok(_) => self.local_read_index(deadline).await,
+                Err(forward) => match forward.leader_node {
+                    Some(leader) => {
+                        let remaining = deadline.saturating_duration_since(Instant::now());
+                        match self
+                            .peers
+                            .call::<_, Result<LogIndex, RequestError>>(
+                                &leader.raft,
+                                paths::READ_INDEX,
+                                &(),
+                                remaining,
+                            )
+                            .await
+                        {
+                            Ok(answer) => answer,
+                            Err(PeerError::Timeout { .. }) => {
+                                Err(RequestError::Timeout("leader did not confirm the read index".into()))
+                            }
+                            Err(_) => Err(RequestError::NotLeader { leader: None }),
+                        }
+                    }
+                    None => Err(RequestError::NotLeader { leader: None }),
+                },
+            };
+            match attempt {
+                Err(RequestError::NotLeader { .. }) => {
+                    if Instant::now() >= deadline {
+                        return Err(self.no_leader_error());
+                    }
+                    self.wait_for_leader_change(deadline).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Leader side of a read index request.
+    pub async fn local_read_index(&self, deadline: Instant) -> Result<LogIndex, RequestError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let linearizer = tokio::time::timeout(
+            remaining,
+            self.raft
+                .get_read_linearizer(openraft::ReadPolicy::ReadIndex),
+        )
+        .await
+        .map_err(|_| RequestError::Timeout("could not confirm leadership with a quorum".into()))?;
+        match linearizer {
+            Ok(linearizer) => Ok(linearizer.read_log_id().index()),
+            Err(e) => match e.into_api_error() {
+                Some(openraft::errors::LinearizableReadError::ForwardToLeader(f)) => {
+                    Err(RequestError::NotLeader { leader: f.leader_id })
+                }
+                Some(other) => Err(RequestError::NoLeader(other.to_string())),
+                None => Err(RequestError::Unavailable("raft stopped".into())),
+            },
+        }
+    }
+
+    /// Waits until this node's committed data includes `index`.
+    async fn wait_applied(&self, index: LogIndex, deadline: Instant) -> Result<LogIndex, RequestError> {
+        let mut visible = self.engine.visible();
+        let reached = visible.wait_for(|applied| applied.map(|l| l.index).unwrap_or(0) >= index);
+        match tokio::time::timeout_at(deadline.into(), reached).await {
+            Ok(Ok(applied)) => Ok(applied.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(_)) => Err(RequestError::Unavailable("storage stopped".into())),
+            Err(_) => Err(RequestError::Timeout(format!(
+                "node {} has not applied index {index} yet",
+                self.node_id
+            ))),
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! The HTTP JSON API, v1, served by every node.
+//!
+//! | route | what |
+//! |---|---|
+//! | `POST /v1/execute` | `{"statements":[{"sql","params"}]}`: one transaction, run on the leader |
+//! | `POST /v1/query` | `{"sql","params","consistency","min_index"}`: one read |
+//! | `GET /v1/status` | this node's Raft state and every member's health and applied index |
+//! | `POST /v1/nodes` | `{"id","raft","http","pg"}`: add a node (learner, then voter) |
+//! | `DELETE /v1/nodes/{id}` | remove a node |
+//! | `POST /v1/leader/transfer` | `{"to":ID}`: hand leadership over |
+//! | `GET /v1/health` | 200 while the node serves |
+//!
+//! Bodies are read up to `max_request_bytes` (413 beyond) and parsed strictly: unknown fields
+//! are refused. Errors are `{"error":{"code","message"}}` (see [`error`]).
+
+pub mod error;
+pub mod json;
+pub mod status;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post};
+use axum::Json;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use crate::dispatch::{Consistency, Dispatcher};
+use crate::frontend::http::error::ApiError;
+use crate::raft::membership::{self, MembershipRequest};
+use crate::raft::types::{LogIndex, NodeAddr, NodeId};
+use crate::storage::request::Statement;
+
+/// State shared by the handlers.
+#[derive(Clone)]
+pub struct HttpState {
+    pub dispatcher: Dispatcher,
+    pub addr: NodeAddr,
+    pub max_request_bytes: usize,
+    /// What start-up recovery repaired in the Raft log, if anything.
+    pub log_repair: Option<String>,
+}
+
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/v1/execute", post(execute))
+        .route("/v1/query", post(query))
+        .route("/v1/status", get(status::status))
+        .route("/v1/nodes", post(add_node))
+        .route("/v1/nodes/{id}", delete(remove_node))
+        .route("/v1/leader/transfer", post(transfer_leader))
+        .route("/v1/health", get(health))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecuteBody {
+    statements: Vec<StatementBody>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StatementBody {
+    sql: String,
+    #[serde(default)]
+    params: Vec<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueryBody {
+    sql: String,
+    #[serde(default)]
+    params: Vec<Value>,
+    #[serde(default)]
+    consistency: Consistency,
+    #[serde(default)]
+    min_index: LogIndex,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddNodeBody {
+    id: NodeId,
+    raft: String,
+    http: String,
+    pg: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferBody {
+    to: NodeId,
+}
+
+/// Reads and parses a JSON body within the size limit.
+async fn read_json<T: DeserializeOwned>(state: &HttpState, request: Request) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(request.into_body(), state.max_request_bytes)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("request body exceeds {} bytes", state.max_request_bytes),
+            )
+        })?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))
+}
+
+fn to_statement(body: StatementBody) -> Result<Statement, ApiError> {
+    let params = body
+        .params
+        .iter()
+        .map(json::to_sql)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|m| ApiError::bad_request("invalid_request", m))?;
+    Ok(Statement { sql: body.sql, params })
+}
+
+async fn execute(State(state): State<HttpState>, request: Request) -> Result<Json<Value>, ApiError> {
+    let body: ExecuteBody = read_json(&state, request).await?;
+    if body.statements.is_empty() {
+        return Err(ApiError::bad_request("invalid_request", "statements must not be empty"));
+    }
+    let statements = body
+        .statements
+        .into_iter()
+        .map(to_statement)
+        .collect::<Result<Vec<_>, _>>()?;
+    let outcome = state.dispatcher.execute(statements).await?;
+    let results: Vec<Value> = outcome
+        .results
+        .into_iter()
+        .map(|r| {
+            let mut v = json!({"rows_affected": r.rows_affected, "last_insert_id": r.last_insert_id});
+            if !r.columns.is_empty() {
+                v["columns"] = json!(r.columns);
+                v["rows"] = rows_json(r.rows);
+            }
+            v
+        })
+        .collect();
+    Ok(Json(json!({"results": results, "index": outcome.index})))
+}
+
+async fn query(State(state): State<HttpState>, request: Request) -> Result<Json<Value>, ApiError> {
+    let body: QueryBody = read_json(&state, request).await?;
+    let consistency = body.consistency;
+    let min_index = body.min_index;
+    let statement = to_statement(StatementBody {
+        sql: body.sql,
+        params: body.params,
+    })?;
+    let outcome = state.dispatcher.query(statement, consistency, min_index).await?;
+    Ok(Json(json!({
+        "columns": outcome.result.columns,
+        "rows": rows_json(outcome.result.rows),
+        "node": outcome.node,
+        "index": outcome.index,
+    })))
+}
+
+fn rows_json(rows: Vec<Vec<crate::storage::request::SqlValue>>) -> Value {
+    Value::Array(
+        rows.into_iter()
+            .map(|row| Value::Array(row.into_iter().map(json::from_sql).collect()))
+            .collect(),
+    )
+}
+
+async fn add_node(State(state): State<HttpState>, request: Request) -> Result<Json<Value>, ApiError> {
+    let body: AddNodeBody = read_json(&state, request).await?;
+    if body.id == 0 {
+        return Err(ApiError::bad_request("invalid_request", "node id must be at least 1"));
+    }
+    let addr = NodeAddr {
+        raft: body.raft,
+        http: body.http,
+        pg: body.pg,
+    };
+    membership::request(&state.dispatcher, MembershipRequest::Add { id: body.id, addr }).await?;
+    Ok(Json(json!({"added": body.id})))
+}
+
+async fn remove_node(State(state): State<HttpState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id: NodeId = id
+        .parse()
+        .map_err(|_| ApiError::bad_request("invalid_request", format!("{id:?} is not a node id")))?;
+    membership::request(&state.dispatcher, MembershipRequest::Remove { id }).await?;
+    Ok(Json(json!({"removed": id})))
+}
+
+async fn transfer_leader(State(state): State<HttpState>, request: Request) -> Result<Json<Value>, ApiError> {
+    let body: TransferBody = read_json(&state, request).await?;
+    membership::request(&state.dispatcher, MembershipRequest::TransferLeader { to: body.to }).await?;
+    Ok(Json(json!({"transferring_to": body.to})))
+}
+
+async fn health() -> &'static str {
+    "ok"
+}
+
+async fn not_found(request: Request<Body>) -> Response {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("no route {} {}", request.method(), request.uri().path()),
+    )
+    .into_response()
+}

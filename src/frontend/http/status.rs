@@ -1,0 +1,100 @@
+//! `GET /v1/status`: this node's Raft view, and every member's role, addresses, health and
+//! applied index. Members are probed over their HTTP API (`?local=1`, short timeout) so health
+//! is what a client would see, not what Raft last remembered.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Query, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::frontend::http::HttpState;
+use crate::raft::metrics;
+
+/// A member that does not answer within this is reported `unreachable`.
+const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
+
+#[derive(Debug, Deserialize)]
+pub struct StatusParams {
+    /// Only this node's own view, without probing the others.
+    #[serde(default)]
+    local: Option<u8>,
+}
+
+pub async fn status(State(state): State<HttpState>, Query(params): Query<StatusParams>) -> Json<Value> {
+    let mut own = local_status(&state);
+    if params.local.unwrap_or(0) != 0 {
+        return Json(own);
+    }
+    let d = &state.dispatcher;
+    let (voters, nodes) = {
+        let m = metrics::snapshot(&d.raft);
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let nodes: Vec<(u64, crate::raft::types::NodeAddr)> =
+            membership.nodes().map(|(id, addr)| (*id, addr.clone())).collect();
+        (voters, nodes)
+    };
+    let probes = nodes.into_iter().map(|(id, addr)| {
+        let peers = d.peers.clone();
+        let own = own.clone();
+        let is_voter = voters.contains(&id);
+        async move {
+            let probe = if id == d.node_id {
+                Ok(own)
+            } else if addr.http.is_empty() {
+                Err("HTTP address not registered yet".to_string())
+            } else {
+                peers
+                    .get_json(&addr.http, "/v1/status?local=1", PROBE_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string())
+            };
+            let mut member = json!({
+                "id": id,
+                "voter": is_voter,
+                "raft": addr.raft,
+                "http": addr.http,
+                "pg": addr.pg,
+            });
+            match probe {
+                Ok(view) => {
+                    member["health"] = json!("up");
+                    member["role"] = view["role"].clone();
+                    member["applied_index"] = view["applied_index"].clone();
+                }
+                Err(e) => {
+                    member["health"] = json!("unreachable");
+                    member["role"] = json!(if is_voter { "voter" } else { "learner" });
+                    member["error"] = json!(e);
+                }
+            }
+            member
+        }
+    });
+    own["members"] = Value::Array(futures::future::join_all(probes).await);
+    Json(own)
+}
+
+/// This node's own view, without contacting anyone.
+fn local_status(state: &HttpState) -> Value {
+    let d = &state.dispatcher;
+    let m = metrics::snapshot(&d.raft);
+    let applied = d.engine.visible().borrow().map(|l| l.index).unwrap_or(0);
+    let role = format!("{:?}", m.state).to_lowercase();
+    json!({
+        "id": d.node_id,
+        "role": role,
+        "term": m.current_term,
+        "leader": m.current_leader,
+        "commit_index": m.local_committed.map(|l| l.index).unwrap_or(0),
+        "applied_index": applied,
+        "last_log_index": m.last_log_index.unwrap_or(0),
+        "snapshot_index": m.snapshot.map(|l| l.index).unwrap_or(0),
+        "purged_index": m.purged.map(|l| l.index).unwrap_or(0),
+        "addresses": {"raft": state.addr.raft, "http": state.addr.http, "pg": state.addr.pg},
+        "log_repair": state.log_repair,
+    })
+}

@@ -1,0 +1,282 @@
+//! Wires one node together: storage, Raft, dispatcher and front ends; then bootstraps, joins or
+//! resumes the cluster, and runs until SIGTERM/SIGINT.
+//!
+//! Shutdown order: stop accepting client requests (HTTP drains in-flight ones), stop Raft,
+//! then the engine and log writer threads finish when their last handles drop.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{NodeConfig, parse_initial_cluster};
+use crate::dispatch::write::WritePipeline;
+use crate::dispatch::{Dispatcher, Timeouts};
+use crate::frontend::http::{self, HttpState};
+use crate::raft::log_store::{LogStore, LogStoreOptions};
+use crate::raft::membership::{self, MembershipRequest};
+use crate::raft::network::{NetworkFactory, PeerClient};
+use crate::raft::rpc_server::{self, RpcState};
+use crate::raft::state_machine::StateMachine;
+use crate::raft::types::{NodeAddr, Raft};
+use crate::storage::engine::{Engine, EngineOptions};
+
+/// The node could not start (or failed while running).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+    #[error("raft log: {0}")]
+    LogStore(#[from] crate::raft::log_store::LogStoreError),
+    #[error("storage: {0}")]
+    Engine(#[from] crate::storage::error::EngineError),
+    #[error("raft: {0}")]
+    Raft(String),
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("http client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Runs a node until a termination signal.
+pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    start(config, stop_rx).await
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Starts a node and serves until `stop` turns true.
+pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Result<(), NodeError> {
+    let data = &config.data;
+    std::fs::create_dir_all(data)?;
+    let addr = NodeAddr {
+        raft: config.listen_raft.clone(),
+        http: config.listen_http.clone(),
+        pg: config.listen_pg.clone(),
+    };
+
+    // Bind first: a port conflict fails start-up before anything is touched.
+    let raft_listener = bind(&config.listen_raft).await?;
+    let http_listener = bind(&config.listen_http).await?;
+
+    let (log_store, report) = LogStore::open(&data.join("raft-log"), LogStoreOptions::default())?;
+    let log_repair = report.describe_repair();
+    if let Some(repair) = &log_repair {
+        tracing::warn!("raft log repaired at start-up: {repair}");
+    }
+    let engine = Engine::open(EngineOptions {
+        db_path: data.join("db.sqlite"),
+        node_id: config.id,
+        read_connections: config.read_connections,
+    })?;
+    let snapshot_dir = data.join("snapshots");
+    let state_machine = StateMachine::new(engine.clone(), snapshot_dir.clone())?;
+
+    let raft_config = openraft::Config {
+        cluster_name: "phalanx".into(),
+        heartbeat_interval: config.heartbeat_interval_ms,
+        election_timeout_min: config.election_timeout_min_ms,
+        election_timeout_max: config.election_timeout_max_ms,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+        max_in_snapshot_log_to_keep: config.log_entries_kept_after_snapshot,
+        install_snapshot_timeout: 10_000,
+        enable_pre_vote: Some(true),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| NodeError::Raft(e.to_string()))?;
+
+    let peers = PeerClient::new()?;
+    let raft = Raft::new(
+        config.id,
+        Arc::new(raft_config),
+        NetworkFactory::new(peers.clone()),
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| NodeError::Raft(e.to_string()))?;
+
+    let dispatcher = Dispatcher {
+        node_id: config.id,
+        raft: raft.clone(),
+        engine: engine.clone(),
+        pipeline: WritePipeline::start(raft.clone(), engine.clone()),
+        peers: peers.clone(),
+        timeouts: Timeouts {
+            write: Duration::from_millis(config.write_timeout_ms),
+            read: Duration::from_millis(config.read_timeout_ms),
+        },
+    };
+
+    let rpc_app = rpc_server::router(RpcState {
+        dispatcher: dispatcher.clone(),
+        snapshot_dir,
+    });
+    let http_app = http::router(HttpState {
+        dispatcher: dispatcher.clone(),
+        addr: addr.clone(),
+        max_request_bytes: config.max_request_bytes,
+        log_repair,
+    });
+    let rpc_stop = stop.clone();
+    let rpc_server = tokio::spawn(async move {
+        axum::serve(raft_listener, rpc_app)
+            .with_graceful_shutdown(until_stopped(rpc_stop))
+            .await
+    });
+    let http_stop = stop.clone();
+    let http_server = tokio::spawn(async move {
+        axum::serve(http_listener, http_app)
+            .with_graceful_shutdown(until_stopped(http_stop))
+            .await
+    });
+
+    bootstrap(&config, &dispatcher, &addr).await?;
+    tokio::spawn(register_addresses(dispatcher.clone(), addr.clone(), stop.clone()));
+    tracing::info!(id = config.id, %addr, "node started");
+
+    let _ = stop.wait_for(|s| *s).await;
+    tracing::info!(id = config.id, "stopping");
+    // Client-facing server first, so in-flight requests finish while Raft still runs.
+    let _ = http_server.await;
+    if let Err(e) = raft.shutdown().await {
+        tracing::warn!("raft shutdown: {e}");
+    }
+    rpc_server.abort();
+    tracing::info!(id = config.id, "stopped");
+    Ok(())
+}
+
+async fn bind(addr: &str) -> Result<TcpListener, NodeError> {
+    TcpListener::bind(addr).await.map_err(|source| NodeError::Bind {
+        addr: addr.to_owned(),
+        source,
+    })
+}
+
+async fn until_stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// A node with no Raft state either bootstraps a new cluster, asks an existing one to add it,
+/// or waits to be added. A node with state simply resumes.
+async fn bootstrap(config: &NodeConfig, d: &Dispatcher, addr: &NodeAddr) -> Result<(), NodeError> {
+    let initialized = d
+        .raft
+        .is_initialized()
+        .await
+        .map_err(|e| NodeError::Raft(e.to_string()))?;
+    if initialized {
+        return Ok(());
+    }
+    if let Some(join) = &config.join {
+        tokio::spawn(join_cluster(join.clone(), config.id, addr.clone()));
+        return Ok(());
+    }
+    if config.no_bootstrap {
+        tracing::info!("waiting to be added to a cluster");
+        return Ok(());
+    }
+    let members: BTreeMap<u64, NodeAddr> = match &config.initial_cluster {
+        Some(text) => parse_initial_cluster(text)?
+            .into_iter()
+            .map(|(id, raft)| {
+                let node = if id == config.id {
+                    addr.clone()
+                } else {
+                    NodeAddr {
+                        raft,
+                        ..NodeAddr::default()
+                    }
+                };
+                (id, node)
+            })
+            .collect(),
+        None => BTreeMap::from([(config.id, addr.clone())]),
+    };
+    // Every member of a new cluster initializes with the same membership; openraft accepts
+    // that, and the first election decides the leader.
+    match d.raft.initialize(members).await {
+        Ok(()) => Ok(()),
+        Err(e) => match e.api_error() {
+            Some(openraft::errors::InitializeError::NotAllowed(_)) => Ok(()),
+            _ => Err(NodeError::Raft(e.to_string())),
+        },
+    }
+}
+
+/// Asks a member of an existing cluster to add this node, until it succeeds.
+async fn join_cluster(through: String, id: u64, addr: NodeAddr) {
+    let client = match reqwest::Client::builder().no_proxy().build() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("cannot build http client to join: {e}");
+            return;
+        }
+    };
+    let body = serde_json::json!({"id": id, "raft": addr.raft, "http": addr.http, "pg": addr.pg});
+    let mut delay = Duration::from_millis(200);
+    loop {
+        match client.post(format!("http://{through}/v1/nodes")).json(&body).send().await {
+            Ok(r) if r.status().is_success() => {
+                tracing::info!("joined the cluster through {through}");
+                return;
+            }
+            Ok(r) => {
+                let status = r.status();
+                let text = r.text().await.unwrap_or_default();
+                tracing::warn!("join through {through} refused ({status}): {text}");
+            }
+            Err(e) => tracing::warn!("join through {through} failed: {e}"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Makes sure the membership carries this node's full addresses: members bootstrapped from
+/// `initial_cluster` start out known only by their raft address.
+async fn register_addresses(d: Dispatcher, addr: NodeAddr, mut stop: watch::Receiver<bool>) {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let mut metrics = d.raft.metrics();
+    loop {
+        let registered = membership::current_membership(&d).get(&d.node_id) == Some(&addr);
+        let has_leader = metrics.borrow_watched().current_leader.is_some();
+        if has_leader && !registered {
+            let request = MembershipRequest::SetAddr {
+                id: d.node_id,
+                addr: addr.clone(),
+            };
+            if let Err(e) = membership::request(&d, request).await {
+                tracing::warn!("registering this node's addresses failed: {e}");
+            }
+        }
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            changed = metrics.changed() => if changed.is_err() { return },
+        }
+    }
+}

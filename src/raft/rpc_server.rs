@@ -1,0 +1,192 @@
+//! The node-to-node network, server side: an HTTP server on the raft port that hands Raft
+//! messages to openraft and serves the application RPCs (forwarded writes, read index,
+//! membership changes). Bodies are postcard; see `raft::network` for the client and the
+//! snapshot stream layout.
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures::StreamExt;
+use openraft::errors::RaftError;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::io::AsyncWriteExt;
+
+use crate::dispatch::Dispatcher;
+use crate::dispatch::error::RequestError;
+use crate::raft::membership::{self, MembershipRequest};
+use crate::raft::network::paths;
+use crate::raft::state_machine::{Snapshot, SnapshotFile};
+use crate::raft::types::{SnapshotMeta, TypeConfig, Vote};
+use crate::storage::request::Statement;
+
+/// Largest non-snapshot RPC body (a batch of log entries).
+const MAX_RPC_BYTES: usize = 256 * 1024 * 1024;
+/// Largest snapshot header (vote + membership).
+const MAX_SNAPSHOT_HEADER_BYTES: usize = 1024 * 1024;
+
+/// State shared by the RPC handlers.
+#[derive(Clone)]
+pub struct RpcState {
+    pub dispatcher: Dispatcher,
+    pub snapshot_dir: std::path::PathBuf,
+}
+
+pub fn router(state: RpcState) -> Router {
+    Router::new()
+        .route(paths::APPEND, post(append))
+        .route(paths::VOTE, post(vote))
+        .route(paths::PRE_VOTE, post(pre_vote))
+        .route(paths::TRANSFER_LEADER, post(transfer_leader))
+        .route(paths::SNAPSHOT, post(snapshot))
+        .route(paths::EXECUTE, post(execute))
+        .route(paths::READ_INDEX, post(read_index))
+        .route(paths::MEMBERSHIP, post(membership_change))
+        .layer(DefaultBodyLimit::max(MAX_RPC_BYTES))
+        .with_state(state)
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
+    postcard::from_bytes(body)
+        .map_err(|e| (StatusCode::BAD_REQUEST, format!("malformed rpc body: {e}")).into_response())
+}
+
+fn encode<T: Serialize>(value: &T) -> Response {
+    match postcard::to_stdvec(value) {
+        Ok(bytes) => bytes.into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("encode: {e}")).into_response(),
+    }
+}
+
+async fn append(State(s): State<RpcState>, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(rpc) => encode(&s.dispatcher.raft.append_entries(rpc).await),
+        Err(r) => r,
+    }
+}
+
+async fn vote(State(s): State<RpcState>, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(rpc) => encode(&s.dispatcher.raft.vote(rpc).await),
+        Err(r) => r,
+    }
+}
+
+async fn pre_vote(State(s): State<RpcState>, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(rpc) => encode(&s.dispatcher.raft.pre_vote(rpc).await),
+        Err(r) => r,
+    }
+}
+
+async fn transfer_leader(State(s): State<RpcState>, body: Bytes) -> Response {
+    match decode(&body) {
+        Ok(rpc) => {
+            let reply = s
+                .dispatcher
+                .raft
+                .handle_transfer_leader(rpc)
+                .await
+                .map_err(RaftError::<TypeConfig>::Fatal);
+            encode(&reply)
+        }
+        Err(r) => r,
+    }
+}
+
+/// A write forwarded by a follower. Runs only if this node leads: a forward is never
+/// forwarded again, so a stale leader view cannot make requests loop.
+async fn execute(State(s): State<RpcState>, body: Bytes) -> Response {
+    let statements: Vec<Statement> = match decode(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    let answer = match s.dispatcher.raft.as_leader() {
+        Ok(_) => s.dispatcher.pipeline.submit(statements).await,
+        Err(f) => Err(RequestError::NotLeader {
+            leader: f.leader_id,
+        }),
+    };
+    encode(&answer)
+}
+
+async fn read_index(State(s): State<RpcState>) -> Response {
+    let deadline = std::time::Instant::now() + s.dispatcher.timeouts.read;
+    encode(&s.dispatcher.local_read_index(deadline).await)
+}
+
+async fn membership_change(State(s): State<RpcState>, body: Bytes) -> Response {
+    let request: MembershipRequest = match decode(&body) {
+        Ok(v) => v,
+        Err(r) => return r,
+    };
+    encode(&membership::apply_on_leader(&s.dispatcher, request).await)
+}
+
+/// Receives a streamed snapshot into a file, then hands it to openraft.
+async fn snapshot(State(s): State<RpcState>, body: Body) -> Response {
+    match receive_snapshot(&s, body).await {
+        Ok((vote, snapshot)) => {
+            let reply = s.dispatcher.raft.install_full_snapshot(vote, snapshot).await;
+            encode(&reply.map_err(RaftError::<TypeConfig>::Fatal))
+        }
+        Err(message) => (StatusCode::BAD_REQUEST, message).into_response(),
+    }
+}
+
+async fn receive_snapshot(s: &RpcState, body: Body) -> Result<(Vote, Snapshot), String> {
+    let path = s
+        .snapshot_dir
+        .join(format!("receiving-{}.db", rand::random::<u64>()));
+    let result = receive_into(&path, body).await;
+    if result.is_err() {
+        let _ = tokio::fs::remove_file(&path).await;
+    }
+    let (vote, meta) = result?;
+    Ok((
+        vote,
+        Snapshot {
+            meta,
+            snapshot: SnapshotFile { path },
+        },
+    ))
+}
+
+async fn receive_into(path: &std::path::Path, body: Body) -> Result<(Vote, SnapshotMeta), String> {
+    let mut stream = body.into_data_stream();
+    let mut buffer: Vec<u8> = Vec::new();
+    let mut header: Option<(Vote, SnapshotMeta)> = None;
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(|e| format!("create {}: {e}", path.display()))?;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| format!("snapshot stream broken: {e}"))?;
+        if header.is_some() {
+            file.write_all(&chunk).await.map_err(|e| e.to_string())?;
+            continue;
+        }
+        buffer.extend_from_slice(&chunk);
+        if buffer.len() < 4 {
+            continue;
+        }
+        let mut len_bytes = [0u8; 4];
+        len_bytes.copy_from_slice(&buffer[..4]);
+        let len = u32::from_le_bytes(len_bytes) as usize;
+        if len > MAX_SNAPSHOT_HEADER_BYTES {
+            return Err(format!("snapshot header of {len} bytes is too large"));
+        }
+        if buffer.len() < 4 + len {
+            continue;
+        }
+        header = Some(
+            postcard::from_bytes(&buffer[4..4 + len]).map_err(|e| format!("snapshot header: {e}"))?,
+        );
+        file.write_all(&buffer[4 + len..]).await.map_err(|e| e.to_string())?;
+        buffer = Vec::new();
+    }
+    file.sync_all().await.map_err(|e| e.to_string())?;
+    header.ok_or_else(|| "snapshot stream ended before its header".to_string())
+}

@@ -1,0 +1,746 @@
+//! The storage engine: one writer thread that owns SQLite's only write connection, plus a pool
+//! of read connections.
+//!
+//! # Group commit with savepoints
+//!
+//! On the leader, [`Engine::execute`] runs a batch of client requests inside one *open* SQLite
+//! transaction (the batch). Each request runs in its own `SAVEPOINT` with a fresh session
+//! ([`ChangeRecorder`]) that records its changeset; a failing request is rolled back to its
+//! savepoint and nothing of it is proposed. Each successful request gets a [`ProposalId`], is
+//! queued as *pending*, and its effects ([`WritePart`]s) are returned for the caller to propose
+//! to Raft.
+//!
+//! When Raft commits an entry, the state machine calls [`Engine::apply`]. An entry whose proposal
+//! is the next pending one is already in the open transaction: only the applied log id is
+//! recorded. Once every pending proposal has been applied the transaction `COMMIT`s — data and
+//! applied index together — and only then do readers (other connections, WAL mode) see the
+//! batch. So readers never see a write Raft has not committed, and one SQLite commit serves the
+//! whole batch.
+//!
+//! On a follower (no open batch) every entry is applied for real — DDL replayed as text,
+//! changesets applied — and each `apply` call is one SQLite transaction.
+//!
+//! If an entry that is not the next pending proposal arrives while a batch is open (leadership
+//! was lost and another leader's entries won), or the proposer reports a failed proposal
+//! ([`Engine::abort_batch`]), the open transaction is rolled back and the entries already applied
+//! from it are re-applied from their changesets, which yields exactly the committed state.
+//!
+//! # Visibility
+//!
+//! [`Engine::visible`] publishes the applied log id of the last *committed* SQLite transaction.
+//! Reads that must observe an index (linearizable, session) wait on it, not on openraft's own
+//! applied counter, which runs ahead while a batch is open.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use openraft::EntryPayload;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use crate::raft::types::{Command, Entry, LogId, NodeId, ProposalId, StoredMembership, WritePart};
+use crate::storage::changeset::{self, ChangeRecorder};
+use crate::storage::error::{EngineError, SqlError};
+use crate::storage::meta;
+use crate::storage::request::{QueryResult, SqlValue, Statement, StatementResult};
+
+/// Largest decompressed changeset a node accepts from the log.
+const MAX_CHANGESET_BYTES: usize = 256 * 1024 * 1024;
+/// Bound on queued operations for the writer thread; senders wait when it is full.
+const WRITER_QUEUE: usize = 1024;
+
+/// How the engine is opened.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub db_path: PathBuf,
+    pub node_id: NodeId,
+    /// Read connections in the pool (concurrent reads).
+    pub read_connections: usize,
+}
+
+/// One committed log entry to apply, stripped of openraft's wrapper.
+#[derive(Debug, Clone)]
+pub struct ApplyItem {
+    pub log_id: LogId,
+    pub payload: ApplyPayload,
+}
+
+#[derive(Debug, Clone)]
+pub enum ApplyPayload {
+    /// A new leader's empty entry: only the applied index moves.
+    Blank,
+    Write(Command),
+    Membership(StoredMembership),
+}
+
+impl From<Entry> for ApplyItem {
+    fn from(entry: Entry) -> Self {
+        let log_id = entry.log_id;
+        let payload = match entry.payload {
+            EntryPayload::Blank => ApplyPayload::Blank,
+            EntryPayload::Normal(command) => ApplyPayload::Write(command),
+            EntryPayload::Membership(m) => {
+                ApplyPayload::Membership(StoredMembership::new(Some(log_id), m))
+            }
+        };
+        ApplyItem { log_id, payload }
+    }
+}
+
+/// A request the leader executed and now has to replicate.
+#[derive(Debug, Clone)]
+pub struct Executed {
+    pub proposal: ProposalId,
+    /// Empty when the request changed nothing; then there is nothing to replicate.
+    pub parts: Vec<WritePart>,
+    pub results: Vec<StatementResult>,
+}
+
+/// The outcome of [`Engine::execute`]: one result per request, in order.
+#[derive(Debug)]
+pub struct ExecutedBatch {
+    pub batch_id: u64,
+    pub results: Vec<Result<Executed, SqlError>>,
+}
+
+/// A read failed: the client's fault, or the engine's.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+enum Op {
+    Execute {
+        requests: Vec<Vec<Statement>>,
+        reply: oneshot::Sender<Result<ExecutedBatch, EngineError>>,
+    },
+    Apply {
+        items: Vec<ApplyItem>,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    AbortBatch {
+        batch_id: u64,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+    Restore {
+        snapshot: PathBuf,
+        reply: oneshot::Sender<Result<(), EngineError>>,
+    },
+}
+
+/// Handle to the engine; cheap to clone. The writer thread stops when every handle is dropped.
+#[derive(Clone)]
+pub struct Engine {
+    ops: mpsc::Sender<Op>,
+    readers: Arc<ReadPool>,
+    visible: watch::Receiver<Option<LogId>>,
+    db_path: PathBuf,
+}
+
+impl Engine {
+    /// Opens (creating if needed) the database and starts the writer thread.
+    pub fn open(options: EngineOptions) -> Result<Engine, EngineError> {
+        let conn = open_write_connection(&options.db_path)?;
+        meta::ensure_table(&conn)?;
+        let (applied, _) = meta::read_applied_state(&conn)?;
+        let (visible_tx, visible) = watch::channel(applied);
+        let readers = Arc::new(ReadPool::open(&options.db_path, options.read_connections.max(1))?);
+        let (ops, rx) = mpsc::channel(WRITER_QUEUE);
+        let writer = Writer {
+            conn,
+            node_id: options.node_id,
+            boot: rand::random(),
+            next_seq: 0,
+            next_batch_id: 1,
+            batch: None,
+            tx_open: false,
+            applied,
+            visible: visible_tx,
+        };
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(Engine {
+            ops,
+            readers,
+            visible,
+            db_path: options.db_path,
+        })
+    }
+
+    pub fn db_path(&self) -> &Path {
+        &self.db_path
+    }
+
+    /// Leader only: executes each request (a list of statements, one transaction) inside the
+    /// open batch and returns their effects to propose.
+    pub async fn execute(&self, requests: Vec<Vec<Statement>>) -> Result<ExecutedBatch, EngineError> {
+        self.call(|reply| Op::Execute { requests, reply }).await?
+    }
+
+    /// Applies committed entries in log order.
+    pub async fn apply(&self, items: Vec<ApplyItem>) -> Result<(), EngineError> {
+        self.call(|reply| Op::Apply { items, reply }).await?
+    }
+
+    /// A proposal of batch `batch_id` failed: roll the batch back, keeping what was committed.
+    pub async fn abort_batch(&self, batch_id: u64) -> Result<(), EngineError> {
+        self.call(|reply| Op::AbortBatch { batch_id, reply }).await?
+    }
+
+    /// Replaces the whole database with the snapshot file's content.
+    pub async fn restore(&self, snapshot: PathBuf) -> Result<(), EngineError> {
+        self.call(|reply| Op::Restore { snapshot, reply }).await?
+    }
+
+    /// The applied log id of the last committed transaction.
+    pub fn visible(&self) -> watch::Receiver<Option<LogId>> {
+        self.visible.clone()
+    }
+
+    /// Applied log id and membership as committed on disk.
+    pub async fn applied_state(&self) -> Result<(Option<LogId>, StoredMembership), EngineError> {
+        self.readers
+            .with_connection(|conn| meta::read_applied_state(conn))
+            .await?
+    }
+
+    /// Runs one read-only statement on a read connection (committed data only).
+    pub async fn query(&self, statement: Statement) -> Result<QueryResult, ReadError> {
+        self.readers
+            .with_connection(move |conn| run_query(conn, &statement))
+            .await
+            .map_err(ReadError::Engine)?
+    }
+
+    /// Copies the committed database into `dest` (an online backup in one read transaction)
+    /// and returns the applied state the copy is at.
+    pub async fn backup_to(
+        &self,
+        dest: PathBuf,
+    ) -> Result<(Option<LogId>, StoredMembership), EngineError> {
+        self.readers
+            .with_connection(move |conn| {
+                {
+                    let mut target = Connection::open(&dest)?;
+                    let backup = rusqlite::backup::Backup::new(conn, &mut target)?;
+                    // One step copies everything under a single read transaction, so concurrent
+                    // commits cannot restart the copy.
+                    backup.step(-1)?;
+                }
+                let copy = Connection::open_with_flags(&dest, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+                meta::read_applied_state(&copy)
+            })
+            .await?
+    }
+
+    async fn call<T>(
+        &self,
+        op: impl FnOnce(oneshot::Sender<T>) -> Op,
+    ) -> Result<T, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.ops.send(op(reply)).await.map_err(|_| EngineError::Closed)?;
+        rx.await.map_err(|_| EngineError::Closed)
+    }
+}
+
+fn open_write_connection(path: &Path) -> Result<Connection, EngineError> {
+    let conn = Connection::open(path)?;
+    // WAL: readers never block the writer and see only committed transactions.
+    // synchronous=NORMAL: the Raft log is the durable record; a commit lost to power failure is
+    // re-applied from the log, which is never purged past a snapshot.
+    conn.execute_batch(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;
+         PRAGMA busy_timeout=5000;",
+    )?;
+    Ok(conn)
+}
+
+/// State owned by the writer thread.
+struct Writer {
+    conn: Connection,
+    node_id: NodeId,
+    boot: u64,
+    next_seq: u64,
+    next_batch_id: u64,
+    batch: Option<OpenBatch>,
+    /// A follower-style transaction is open (entries applied for real, not yet committed).
+    tx_open: bool,
+    /// Applied log id as of the open transaction (or the last commit).
+    applied: Option<LogId>,
+    visible: watch::Sender<Option<LogId>>,
+}
+
+/// The leader's open transaction.
+struct OpenBatch {
+    id: u64,
+    /// Proposals executed in this transaction and not yet applied, in proposal order.
+    pending: VecDeque<ProposalId>,
+    /// Entries applied inside this transaction, to replay if it has to be rolled back.
+    applied: Vec<ApplyItem>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        while let Some(op) = rx.blocking_recv() {
+            match op {
+                Op::Execute { requests, reply } => {
+                    let result = self.execute(requests);
+                    let _ = reply.send(result);
+                }
+                Op::Apply { items, reply } => {
+                    let result = self.apply(items);
+                    if let Err(e) = &result {
+                        tracing::error!("applying committed entries failed: {e}");
+                    }
+                    let _ = reply.send(result);
+                }
+                Op::AbortBatch { batch_id, reply } => {
+                    let result = self.abort_batch(batch_id);
+                    let _ = reply.send(result);
+                }
+                Op::Restore { snapshot, reply } => {
+                    let result = self.restore(&snapshot);
+                    let _ = reply.send(result);
+                }
+            }
+        }
+        // Every handle is gone: leave nothing half-done.
+        if self.tx_open || self.batch.is_some() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+
+    fn execute(&mut self, requests: Vec<Vec<Statement>>) -> Result<ExecutedBatch, EngineError> {
+        if self.tx_open {
+            // A follower transaction cannot be open here: apply always finishes its own.
+            return Err(EngineError::Corrupt("execute while an apply transaction is open".into()));
+        }
+        if self.batch.is_none() {
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.batch = Some(OpenBatch {
+                id: self.next_batch_id,
+                pending: VecDeque::new(),
+                applied: Vec::new(),
+            });
+            self.next_batch_id += 1;
+        }
+        let mut results = Vec::with_capacity(requests.len());
+        for statements in requests {
+            let outcome = self.execute_request(&statements)?;
+            if let Ok(executed) = &outcome
+                && !executed.parts.is_empty()
+                && let Some(batch) = self.batch.as_mut()
+            {
+                batch.pending.push_back(executed.proposal);
+            }
+            results.push(outcome);
+        }
+        let batch_id = self.batch.as_ref().map(|b| b.id).unwrap_or(0);
+        self.maybe_commit_batch()?;
+        Ok(ExecutedBatch { batch_id, results })
+    }
+
+    /// Runs one client transaction in a savepoint. The outer error is an engine failure; the
+    /// inner one is the client's and leaves nothing behind.
+    fn execute_request(
+        &mut self,
+        statements: &[Statement],
+    ) -> Result<Result<Executed, SqlError>, EngineError> {
+        self.conn.execute_batch("SAVEPOINT request")?;
+        let outcome = run_request(&self.conn, statements);
+        match outcome {
+            Ok((parts, results)) => {
+                self.conn.execute_batch("RELEASE request")?;
+                let proposal = ProposalId {
+                    node: self.node_id,
+                    boot: self.boot,
+                    seq: self.next_seq,
+                };
+                self.next_seq += 1;
+                Ok(Ok(Executed {
+                    proposal,
+                    parts,
+                    results,
+                }))
+            }
+            Err(RequestFailure::Client(error)) => {
+                self.conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
+                Ok(Err(error))
+            }
+            Err(RequestFailure::Engine(error)) => {
+                let _ = self.conn.execute_batch("ROLLBACK TO request; RELEASE request");
+                Err(error)
+            }
+        }
+    }
+
+    fn apply(&mut self, items: Vec<ApplyItem>) -> Result<(), EngineError> {
+        for item in items {
+            let ours = match (&self.batch, &item.payload) {
+                (Some(batch), ApplyPayload::Write(Command::Write { proposal, .. })) => {
+                    batch.pending.front() == Some(proposal)
+                }
+                _ => false,
+            };
+            if ours {
+                if let Some(batch) = self.batch.as_mut() {
+                    batch.pending.pop_front();
+                }
+                self.record_applied(&item)?;
+                if let Some(batch) = self.batch.as_mut() {
+                    batch.applied.push(item);
+                }
+                continue;
+            }
+            if let (Some(_), ApplyPayload::Write(_)) = (&self.batch, &item.payload) {
+                // Another leader's entry overtook our pending proposals: they lost.
+                tracing::warn!(log_id = %item.log_id, "foreign entry while a batch is open; rolling the batch back");
+                self.rollback_batch()?;
+            }
+            if self.batch.is_none() && !self.tx_open {
+                self.conn.execute_batch("BEGIN IMMEDIATE")?;
+                self.tx_open = true;
+            }
+            apply_for_real(&self.conn, &item)?;
+            self.record_applied(&item)?;
+            if let Some(batch) = self.batch.as_mut() {
+                batch.applied.push(item);
+            }
+        }
+        if self.tx_open {
+            self.conn.execute_batch("COMMIT")?;
+            self.tx_open = false;
+            self.publish();
+        }
+        self.maybe_commit_batch()
+    }
+
+    fn record_applied(&mut self, item: &ApplyItem) -> Result<(), EngineError> {
+        meta::write_applied(&self.conn, &item.log_id)?;
+        if let ApplyPayload::Membership(m) = &item.payload {
+            meta::write_membership(&self.conn, m)?;
+        }
+        self.applied = Some(item.log_id);
+        Ok(())
+    }
+
+    /// Commits the open batch once nothing of it waits for Raft any more.
+    fn maybe_commit_batch(&mut self) -> Result<(), EngineError> {
+        let drained = self.batch.as_ref().is_some_and(|b| b.pending.is_empty());
+        if drained {
+            self.conn.execute_batch("COMMIT")?;
+            self.batch = None;
+            self.publish();
+        }
+        Ok(())
+    }
+
+    fn abort_batch(&mut self, batch_id: u64) -> Result<(), EngineError> {
+        if self.batch.as_ref().is_some_and(|b| b.id == batch_id) {
+            self.rollback_batch()?;
+            if self.tx_open {
+                self.conn.execute_batch("COMMIT")?;
+                self.tx_open = false;
+                self.publish();
+            }
+        }
+        Ok(())
+    }
+
+    /// Rolls the open batch back and re-applies, in a new open transaction, the entries that
+    /// were committed by Raft while it was open.
+    fn rollback_batch(&mut self) -> Result<(), EngineError> {
+        let Some(batch) = self.batch.take() else {
+            return Ok(());
+        };
+        self.conn.execute_batch("ROLLBACK")?;
+        let (applied, _) = meta::read_applied_state(&self.conn)?;
+        self.applied = applied;
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.tx_open = true;
+        for item in &batch.applied {
+            apply_for_real(&self.conn, item)?;
+            self.record_applied(item)?;
+        }
+        Ok(())
+    }
+
+    fn restore(&mut self, snapshot: &Path) -> Result<(), EngineError> {
+        if self.batch.is_some() || self.tx_open {
+            self.conn.execute_batch("ROLLBACK")?;
+            self.batch = None;
+            self.tx_open = false;
+        }
+        {
+            let source = Connection::open_with_flags(snapshot, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+            let backup = rusqlite::backup::Backup::new(&source, &mut self.conn)?;
+            backup.step(-1)?;
+        }
+        meta::ensure_table(&self.conn)?;
+        let (applied, _) = meta::read_applied_state(&self.conn)?;
+        self.applied = applied;
+        self.publish();
+        Ok(())
+    }
+
+    fn publish(&self) {
+        self.visible.send_replace(self.applied);
+    }
+}
+
+/// Applies an entry's effects on a node that did not execute it.
+fn apply_for_real(conn: &Connection, item: &ApplyItem) -> Result<(), EngineError> {
+    if let ApplyPayload::Write(Command::Write { parts, .. }) = &item.payload {
+        for part in parts {
+            match part {
+                WritePart::Ddl(sql) => conn.execute_batch(sql)?,
+                WritePart::Changeset(compressed) => {
+                    let bytes = changeset::decompress(compressed, MAX_CHANGESET_BYTES)?;
+                    changeset::apply_changeset(conn, &bytes)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+enum RequestFailure {
+    Client(SqlError),
+    Engine(EngineError),
+}
+
+impl From<SqlError> for RequestFailure {
+    fn from(e: SqlError) -> Self {
+        RequestFailure::Client(e)
+    }
+}
+
+/// Runs a client transaction's statements, capturing their effects in order: changesets of the
+/// data changes, DDL as text.
+fn run_request(
+    conn: &Connection,
+    statements: &[Statement],
+) -> Result<(Vec<WritePart>, Vec<StatementResult>), RequestFailure> {
+    if statements.is_empty() {
+        return Err(SqlError::InvalidRequest("no statements".into()).into());
+    }
+    let mut parts = Vec::new();
+    let mut results = Vec::with_capacity(statements.len());
+    let mut recorder = Some(start_recorder(conn)?);
+    for statement in statements {
+        let class = classify(&statement.sql);
+        match class {
+            StatementClass::Forbidden(keyword) => {
+                return Err(SqlError::InvalidRequest(format!(
+                    "{keyword} is not allowed: every request is exactly one transaction"
+                ))
+                .into());
+            }
+            StatementClass::Ddl => {
+                if let Some(r) = recorder.take() {
+                    push_changeset(&mut parts, r)?;
+                }
+                results.push(run_statement(conn, statement)?);
+                parts.push(WritePart::Ddl(statement.sql.clone()));
+                recorder = Some(start_recorder(conn)?);
+            }
+            StatementClass::Dml => results.push(run_statement(conn, statement)?),
+        }
+    }
+    if let Some(r) = recorder.take() {
+        push_changeset(&mut parts, r)?;
+    }
+    Ok((parts, results))
+}
+
+fn start_recorder(conn: &Connection) -> Result<ChangeRecorder<'_>, RequestFailure> {
+    ChangeRecorder::start(conn).map_err(|e| RequestFailure::Engine(e.into()))
+}
+
+fn push_changeset(parts: &mut Vec<WritePart>, recorder: ChangeRecorder<'_>) -> Result<(), RequestFailure> {
+    let bytes = recorder
+        .finish()
+        .map_err(|e| RequestFailure::Engine(e.into()))?;
+    if !bytes.is_empty() {
+        parts.push(WritePart::Changeset(changeset::compress(&bytes)));
+    }
+    Ok(())
+}
+
+fn run_statement(conn: &Connection, statement: &Statement) -> Result<StatementResult, SqlError> {
+    let mut prepared = conn
+        .prepare(&statement.sql)
+        .map_err(|e| SqlError::from_sqlite(&e))?;
+    bind_params(&mut prepared, &statement.params)?;
+    let readonly = prepared.readonly();
+    let columns: Vec<String> = prepared.column_names().map(|c| c.to_string()).collect();
+    let column_count = columns.len();
+    let mut rows = Vec::new();
+    {
+        let mut cursor = prepared.raw_query();
+        while let Some(row) = cursor.next().map_err(|e| SqlError::from_sqlite(&e))? {
+            rows.push(read_row(row, column_count)?);
+        }
+    }
+    let rows_affected = if readonly { 0 } else { conn.changes() };
+    Ok(StatementResult {
+        rows_affected,
+        last_insert_id: conn.last_insert_rowid(),
+        columns: if rows.is_empty() && column_count == 0 { Vec::new() } else { columns },
+        rows,
+    })
+}
+
+fn run_query(conn: &Connection, statement: &Statement) -> Result<QueryResult, ReadError> {
+    let mut prepared = conn
+        .prepare(&statement.sql)
+        .map_err(|e| SqlError::from_sqlite(&e))?;
+    if !prepared.readonly() {
+        return Err(SqlError::InvalidRequest(
+            "only read-only statements can be queried; send writes to /v1/execute".into(),
+        )
+        .into());
+    }
+    bind_params(&mut prepared, &statement.params)?;
+    let columns: Vec<String> = prepared.column_names().map(|c| c.to_string()).collect();
+    let column_count = columns.len();
+    let mut rows = Vec::new();
+    let mut cursor = prepared.raw_query();
+    while let Some(row) = cursor.next().map_err(|e| SqlError::from_sqlite(&e))? {
+        rows.push(read_row(row, column_count)?);
+    }
+    Ok(QueryResult { columns, rows })
+}
+
+fn bind_params(prepared: &mut rusqlite::Statement<'_>, params: &[SqlValue]) -> Result<(), SqlError> {
+    let expected = prepared.parameter_count();
+    if expected != params.len() {
+        return Err(SqlError::InvalidRequest(format!(
+            "statement takes {expected} parameters, {} given",
+            params.len()
+        )));
+    }
+    for (i, value) in params.iter().enumerate() {
+        prepared
+            .raw_bind_parameter(i + 1, value)
+            .map_err(|e| SqlError::from_sqlite(&e))?;
+    }
+    Ok(())
+}
+
+fn read_row(row: &rusqlite::Row<'_>, column_count: usize) -> Result<Vec<SqlValue>, SqlError> {
+    (0..column_count)
+        .map(|i| {
+            row.get::<_, rusqlite::types::Value>(i)
+                .map(SqlValue::from)
+                .map_err(|e| SqlError::from_sqlite(&e))
+        })
+        .collect()
+}
+
+/// What kind of statement a request holds, decided from its first keyword.
+#[derive(Debug, PartialEq, Eq)]
+enum StatementClass {
+    /// Changes rows: captured by the session.
+    Dml,
+    /// Changes the schema: replicated as text.
+    Ddl,
+    /// Would break the one-request-one-transaction rule or reach outside the database.
+    Forbidden(String),
+}
+
+fn classify(sql: &str) -> StatementClass {
+    let keyword = first_keyword(sql).to_ascii_uppercase();
+    match keyword.as_str() {
+        "CREATE" | "DROP" | "ALTER" | "ANALYZE" | "REINDEX" => StatementClass::Ddl,
+        "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "ATTACH"
+        | "DETACH" | "VACUUM" | "PRAGMA" => StatementClass::Forbidden(keyword),
+        _ => StatementClass::Dml,
+    }
+}
+
+/// The first word of a statement, skipping whitespace and comments.
+fn first_keyword(sql: &str) -> &str {
+    let mut rest = sql;
+    loop {
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix("--") {
+            rest = after.find('\n').map(|i| &after[i..]).unwrap_or("");
+        } else if let Some(after) = rest.strip_prefix("/*") {
+            rest = after.find("*/").map(|i| &after[i + 2..]).unwrap_or("");
+        } else {
+            break;
+        }
+    }
+    let end = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// A fixed set of read-only connections. Reads wait for a free connection (back-pressure).
+struct ReadPool {
+    connections: Mutex<Vec<Connection>>,
+    permits: Semaphore,
+}
+
+impl ReadPool {
+    fn open(path: &Path, size: usize) -> Result<ReadPool, EngineError> {
+        let mut connections = Vec::with_capacity(size);
+        for _ in 0..size {
+            let conn = Connection::open_with_flags(
+                path,
+                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.execute_batch("PRAGMA query_only=1; PRAGMA busy_timeout=5000;")?;
+            connections.push(conn);
+        }
+        Ok(ReadPool {
+            connections: Mutex::new(connections),
+            permits: Semaphore::new(size),
+        })
+    }
+
+    /// Runs `f` on a pooled connection on the blocking thread pool. The mutex is held only to
+    /// take and return a connection, never across an await.
+    async fn with_connection<T: Send + 'static>(
+        self: &Arc<Self>,
+        f: impl FnOnce(&Connection) -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        let _permit = self.permits.acquire().await.map_err(|_| EngineError::Closed)?;
+        let conn = self
+            .connections
+            .lock()
+            .map_err(|_| EngineError::Closed)?
+            .pop()
+            .ok_or(EngineError::Closed)?;
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = f(&conn);
+            if let Ok(mut connections) = pool.connections.lock() {
+                connections.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| EngineError::Io(std::io::Error::other(e)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn first_keyword_skips_comments() {
+        assert_eq!(first_keyword("  -- hi\n /* x */ create table"), "create");
+        assert_eq!(classify("/*a*/BEGIN"), StatementClass::Forbidden("BEGIN".into()));
+        assert_eq!(classify("insert into t values (1)"), StatementClass::Dml);
+        assert_eq!(classify("ALTER TABLE t ADD c"), StatementClass::Ddl);
+    }
+}

@@ -1,0 +1,344 @@
+//! Test harness: real `phalanx` node processes on loopback with ports chosen at run time, and
+//! helpers that talk to them over HTTP. Every wait is for a condition with a deadline.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_phalanx");
+
+/// One node process of a test cluster.
+pub struct TestNode {
+    pub id: u64,
+    pub pg: String,
+    pub http: String,
+    pub raft: String,
+    pub data: PathBuf,
+    /// The exact command line that (re)starts this node.
+    pub cmd: Vec<String>,
+    pub child: Option<Child>,
+}
+
+impl TestNode {
+    pub fn pid(&self) -> Option<i32> {
+        self.child.as_ref().map(|c| c.id() as i32)
+    }
+}
+
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<TestNode>,
+    pub http: reqwest::Client,
+}
+
+/// Free loopback ports (bound, then released; the OS does not hand them out again at once).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("local addr").port())
+        .collect()
+}
+
+fn spawn(cmd: &[String], log: &Path, env: &[(&str, &str)]) -> Child {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open node log");
+    let mut command = Command::new(&cmd[0]);
+    command
+        .args(&cmd[1..])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().expect("clone log"))
+        .stderr(log_file);
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    command.spawn().expect("spawn phalanx")
+}
+
+impl Cluster {
+    /// Starts `n` nodes bootstrapping one cluster, with `extra` flags on each, and waits for a
+    /// leader that every node knows.
+    pub async fn start(n: u64, extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ports = free_ports(3 * n as usize);
+        let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
+        let initial: Vec<String> = (0..n as usize).map(|i| format!("{}={}", i + 1, addr(3 * i + 2))).collect();
+        let initial = initial.join(",");
+        let mut nodes = Vec::new();
+        for i in 0..n as usize {
+            let id = i as u64 + 1;
+            let data = dir.path().join(format!("node-{id}"));
+            std::fs::create_dir_all(&data).expect("mkdir");
+            let mut cmd: Vec<String> = vec![
+                BIN.into(),
+                "start".into(),
+                "--id".into(),
+                id.to_string(),
+                "--data".into(),
+                data.to_string_lossy().into_owned(),
+                "--listen-pg".into(),
+                addr(3 * i),
+                "--listen-http".into(),
+                addr(3 * i + 1),
+                "--listen-raft".into(),
+                addr(3 * i + 2),
+                "--initial-cluster".into(),
+                initial.clone(),
+            ];
+            cmd.extend(extra.iter().map(|s| s.to_string()));
+            nodes.push(TestNode {
+                id,
+                pg: addr(3 * i),
+                http: addr(3 * i + 1),
+                raft: addr(3 * i + 2),
+                data,
+                cmd,
+                child: None,
+            });
+        }
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
+        let mut cluster = Cluster { dir, nodes, http };
+        for i in 0..cluster.nodes.len() {
+            cluster.start_node(i);
+        }
+        cluster.wait_for_leader(&cluster.all(), Duration::from_secs(30)).await;
+        cluster
+    }
+
+    pub fn all(&self) -> Vec<usize> {
+        (0..self.nodes.len()).collect()
+    }
+
+    pub fn log_path(&self, i: usize) -> PathBuf {
+        self.nodes[i].data.join("node.log")
+    }
+
+    /// (Re)starts node `i` with its recorded command.
+    pub fn start_node(&mut self, i: usize) {
+        let log = self.log_path(i);
+        let child = spawn(&self.nodes[i].cmd, &log, &[("PHALANX_LOG", "info")]);
+        self.nodes[i].child = Some(child);
+    }
+
+    /// Adds a node process that waits to be added (`--no-bootstrap`); returns its index.
+    pub fn spawn_extra_node(&mut self, id: u64, extra: &[&str]) -> usize {
+        let ports = free_ports(3);
+        let data = self.dir.path().join(format!("node-{id}"));
+        std::fs::create_dir_all(&data).expect("mkdir");
+        let addr = |p: u16| format!("127.0.0.1:{p}");
+        let mut cmd: Vec<String> = vec![
+            BIN.into(),
+            "start".into(),
+            "--id".into(),
+            id.to_string(),
+            "--data".into(),
+            data.to_string_lossy().into_owned(),
+            "--listen-pg".into(),
+            addr(ports[0]),
+            "--listen-http".into(),
+            addr(ports[1]),
+            "--listen-raft".into(),
+            addr(ports[2]),
+        ];
+        cmd.extend(extra.iter().map(|s| s.to_string()));
+        self.nodes.push(TestNode {
+            id,
+            pg: addr(ports[0]),
+            http: addr(ports[1]),
+            raft: addr(ports[2]),
+            data,
+            cmd,
+            child: None,
+        });
+        let i = self.nodes.len() - 1;
+        self.start_node(i);
+        i
+    }
+
+    pub fn signal(&self, i: usize, signal: nix::sys::signal::Signal) {
+        let pid = self.nodes[i].pid().expect("node is running");
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).expect("send signal");
+    }
+
+    /// `kill -9` node `i` and reap it.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            child.kill().expect("kill -9");
+            child.wait().expect("reap");
+        }
+    }
+
+    /// SIGTERM node `i` and wait for it to exit cleanly.
+    pub fn stop(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("sigterm");
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Some(status) = child.try_wait().expect("wait") {
+                    assert!(status.success(), "node {} exited with {status} after SIGTERM", i + 1);
+                    return;
+                }
+                assert!(Instant::now() < deadline, "node {} did not stop after SIGTERM", i + 1);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+
+    pub async fn post(&self, i: usize, path: &str, body: &Value) -> (u16, Value) {
+        let url = format!("http://{}{path}", self.nodes[i].http);
+        match self.http.post(url).json(body).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                (status, r.json().await.unwrap_or(Value::Null))
+            }
+            Err(e) => (0, json!({"transport_error": e.to_string()})),
+        }
+    }
+
+    pub async fn post_raw(&self, i: usize, path: &str, body: Vec<u8>) -> (u16, Value) {
+        let url = format!("http://{}{path}", self.nodes[i].http);
+        let r = self.http.post(url).body(body).send().await.expect("send");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, i: usize, path: &str) -> Option<Value> {
+        let url = format!("http://{}{path}", self.nodes[i].http);
+        let r = self
+            .http
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        r.json().await.ok()
+    }
+
+    /// Runs a transaction through node `i`.
+    pub async fn execute(&self, i: usize, statements: &[(&str, Value)]) -> (u16, Value) {
+        let statements: Vec<Value> = statements
+            .iter()
+            .map(|(sql, params)| json!({"sql": sql, "params": params}))
+            .collect();
+        self.post(i, "/v1/execute", &json!({"statements": statements})).await
+    }
+
+    pub async fn execute_ok(&self, i: usize, sql: &str, params: Value) -> Value {
+        let (status, body) = self.execute(i, &[(sql, params)]).await;
+        assert_eq!(status, 200, "execute {sql} on node {}: {body}", i + 1);
+        body
+    }
+
+    pub async fn query(&self, i: usize, sql: &str, consistency: &str) -> (u16, Value) {
+        self.post(i, "/v1/query", &json!({"sql": sql, "consistency": consistency}))
+            .await
+    }
+
+    pub async fn status(&self, i: usize) -> Option<Value> {
+        self.get(i, "/v1/status?local=1").await
+    }
+
+    /// Waits until every node in `which` answers and names the same leader; returns its index.
+    pub async fn wait_for_leader(&self, which: &[usize], timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut leaders = Vec::new();
+            for &i in which {
+                leaders.push(self.status(i).await.and_then(|s| s["leader"].as_u64()));
+            }
+            if let Some(Some(first)) = leaders.first()
+                && leaders.iter().all(|l| *l == Some(*first))
+                && let Some(idx) = self.nodes.iter().position(|n| n.id == *first)
+                && which.contains(&idx)
+            {
+                return idx;
+            }
+            assert!(Instant::now() < deadline, "no common leader among {which:?} within {timeout:?}: {leaders:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until node `i` has applied at least `index`.
+    pub async fn wait_applied(&self, i: usize, index: u64, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let applied = self.status(i).await.and_then(|s| s["applied_index"].as_u64());
+            if applied.is_some_and(|a| a >= index) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {} applied {applied:?}, wanted {index}", i + 1);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The highest applied index across `which`.
+    pub async fn max_applied(&self, which: &[usize]) -> u64 {
+        let mut max = 0;
+        for &i in which {
+            if let Some(a) = self.status(i).await.and_then(|s| s["applied_index"].as_u64()) {
+                max = max.max(a);
+            }
+        }
+        max
+    }
+
+    /// Every user table's full content on node `i`, read locally (consistency `any`).
+    pub async fn dump(&self, i: usize) -> Value {
+        let (status, tables) = self
+            .query(
+                i,
+                "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_phalanx%' ORDER BY name",
+                "any",
+            )
+            .await;
+        assert_eq!(status, 200, "list tables on node {}: {tables}", i + 1);
+        let mut dump = serde_json::Map::new();
+        for row in tables["rows"].as_array().expect("rows") {
+            let name = row[0].as_str().expect("table name");
+            let (status, rows) = self
+                .query(i, &format!("SELECT rowid, * FROM \"{name}\" ORDER BY rowid"), "any")
+                .await;
+            assert_eq!(status, 200, "dump {name}: {rows}");
+            dump.insert(name.to_owned(), rows["rows"].clone());
+        }
+        Value::Object(dump)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                // A stopped (SIGSTOP) node must be continued to die promptly.
+                let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT);
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                let log = std::fs::read_to_string(node.data.join("node.log")).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("---- node {} log (last 40 lines, newest first) ----", node.id);
+                for line in tail {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}

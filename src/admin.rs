@@ -62,9 +62,15 @@ fn client(timeout: Duration) -> Result<reqwest::Client, String> {
 
 /// Sends a request and returns the JSON body, turning API errors into their message.
 async fn call(request: reqwest::RequestBuilder) -> Result<Value, String> {
-    let response = request.send().await.map_err(|e| format!("cannot reach the cluster: {e}"))?;
+    let response = request
+        .send()
+        .await
+        .map_err(|e| format!("cannot reach the cluster: {e}"))?;
     let status = response.status();
-    let body: Value = response.json().await.map_err(|e| format!("bad response: {e}"))?;
+    let body: Value = response
+        .json()
+        .await
+        .map_err(|e| format!("bad response: {e}"))?;
     if status.is_success() {
         Ok(body)
     } else {
@@ -74,22 +80,36 @@ async fn call(request: reqwest::RequestBuilder) -> Result<Value, String> {
 }
 
 pub async fn status(args: &ClusterArg) -> Result<(), String> {
-    let body = call(client(Duration::from_secs(5))?.get(format!("http://{}/v1/status", args.cluster))).await?;
+    let body =
+        call(client(Duration::from_secs(5))?.get(format!("http://{}/v1/status", args.cluster)))
+            .await?;
     if args.json {
         println!("{body:#}");
         return Ok(());
     }
     println!(
         "node {} is {} (term {}, leader {}, commit {}, applied {})",
-        body["id"], body["role"].as_str().unwrap_or("?"), body["term"], body["leader"],
-        body["commit_index"], body["applied_index"]
+        body["id"],
+        body["role"].as_str().unwrap_or("?"),
+        body["term"],
+        body["leader"],
+        body["commit_index"],
+        body["applied_index"]
     );
-    println!("{:<4} {:<8} {:<10} {:<12} {:>8}  {:<22} {:<22} {:<22}", "ID", "VOTER", "ROLE", "HEALTH", "APPLIED", "RAFT", "HTTP", "PG");
+    println!(
+        "{:<4} {:<8} {:<10} {:<12} {:>8}  {:<22} {:<22} {:<22}",
+        "ID", "VOTER", "ROLE", "HEALTH", "APPLIED", "RAFT", "HTTP", "PG"
+    );
     for m in body["members"].as_array().into_iter().flatten() {
         println!(
             "{:<4} {:<8} {:<10} {:<12} {:>8}  {:<22} {:<22} {:<22}",
-            m["id"], m["voter"], m["role"].as_str().unwrap_or("?"), m["health"].as_str().unwrap_or("?"),
-            m["applied_index"], m["raft"].as_str().unwrap_or(""), m["http"].as_str().unwrap_or(""),
+            m["id"],
+            m["voter"],
+            m["role"].as_str().unwrap_or("?"),
+            m["health"].as_str().unwrap_or("?"),
+            m["applied_index"],
+            m["raft"].as_str().unwrap_or(""),
+            m["http"].as_str().unwrap_or(""),
             m["pg"].as_str().unwrap_or("")
         );
     }
@@ -108,7 +128,10 @@ pub async fn add_node(args: &AddNodeArgs) -> Result<(), String> {
 }
 
 pub async fn remove_node(args: &RemoveNodeArgs) -> Result<(), String> {
-    let request = client(Duration::from_secs(60))?.delete(format!("http://{}/v1/nodes/{}", args.cluster.cluster, args.id));
+    let request = client(Duration::from_secs(60))?.delete(format!(
+        "http://{}/v1/nodes/{}",
+        args.cluster.cluster, args.id
+    ));
     call(request).await?;
     println!("node {} removed", args.id);
     Ok(())
@@ -116,7 +139,10 @@ pub async fn remove_node(args: &RemoveNodeArgs) -> Result<(), String> {
 
 pub async fn transfer_leader(args: &TransferArgs) -> Result<(), String> {
     let request = client(Duration::from_secs(30))?
-        .post(format!("http://{}/v1/leader/transfer", args.cluster.cluster))
+        .post(format!(
+            "http://{}/v1/leader/transfer",
+            args.cluster.cluster
+        ))
         .json(&json!({"to": args.to}));
     call(request).await?;
     println!("leadership transfer to node {} requested", args.to);

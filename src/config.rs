@@ -82,16 +82,23 @@ pub enum ConfigError {
 impl NodeConfig {
     /// Loads defaults, then `file`, then `PHALANX_*` variables, then `flags` (only the keys
     /// they set).
-    pub fn load(file: Option<&std::path::Path>, flags: impl Serialize) -> Result<NodeConfig, ConfigError> {
+    pub fn load(
+        file: Option<&std::path::Path>,
+        flags: impl Serialize,
+    ) -> Result<NodeConfig, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(NodeConfig::default()));
         if let Some(file) = file {
             if !file.exists() {
-                return Err(ConfigError::Invalid(format!("config file {} not found", file.display())));
+                return Err(ConfigError::Invalid(format!(
+                    "config file {} not found",
+                    file.display()
+                )));
             }
             figment = figment.merge(Toml::file(file));
         }
         let config: NodeConfig = figment
-            .merge(Env::prefixed("PHALANX_"))
+            // PHALANX_LOG (log filter) and PHALANX_CLUSTER (CLI target) are not node settings.
+            .merge(Env::prefixed("PHALANX_").ignore(&["log", "cluster"]))
             .merge(Serialized::defaults(flags))
             .extract()
             .map_err(Box::new)?;
@@ -105,10 +112,14 @@ impl NodeConfig {
             return invalid("id must be at least 1".into());
         }
         if self.initial_cluster.is_some() && self.join.is_some() {
-            return invalid("give either initial_cluster (new cluster) or join (existing one), not both".into());
+            return invalid(
+                "give either initial_cluster (new cluster) or join (existing one), not both".into(),
+            );
         }
         if self.election_timeout_min_ms <= self.heartbeat_interval_ms * 2 {
-            return invalid("election_timeout_min_ms must exceed twice heartbeat_interval_ms".into());
+            return invalid(
+                "election_timeout_min_ms must exceed twice heartbeat_interval_ms".into(),
+            );
         }
         if self.election_timeout_max_ms <= self.election_timeout_min_ms {
             return invalid("election_timeout_max_ms must exceed election_timeout_min_ms".into());
@@ -119,7 +130,10 @@ impl NodeConfig {
         if let Some(cluster) = &self.initial_cluster {
             let members = parse_initial_cluster(cluster)?;
             if !members.contains_key(&self.id) {
-                return invalid(format!("initial_cluster does not list this node's id {}", self.id));
+                return invalid(format!(
+                    "initial_cluster does not list this node's id {}",
+                    self.id
+                ));
             }
         }
         Ok(())
@@ -130,18 +144,21 @@ impl NodeConfig {
 pub fn parse_initial_cluster(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
     let mut members = BTreeMap::new();
     for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let (id, addr) = item
-            .split_once('=')
-            .ok_or_else(|| ConfigError::Invalid(format!("initial_cluster item {item:?} is not ID=HOST:PORT")))?;
-        let id: NodeId = id
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError::Invalid(format!("initial_cluster id {id:?} is not a number")))?;
+        let (id, addr) = item.split_once('=').ok_or_else(|| {
+            ConfigError::Invalid(format!("initial_cluster item {item:?} is not ID=HOST:PORT"))
+        })?;
+        let id: NodeId = id.trim().parse().map_err(|_| {
+            ConfigError::Invalid(format!("initial_cluster id {id:?} is not a number"))
+        })?;
         if id == 0 || addr.trim().is_empty() {
-            return Err(ConfigError::Invalid(format!("initial_cluster item {item:?} is invalid")));
+            return Err(ConfigError::Invalid(format!(
+                "initial_cluster item {item:?} is invalid"
+            )));
         }
         if members.insert(id, addr.trim().to_owned()).is_some() {
-            return Err(ConfigError::Invalid(format!("initial_cluster lists node {id} twice")));
+            return Err(ConfigError::Invalid(format!(
+                "initial_cluster lists node {id} twice"
+            )));
         }
     }
     if members.is_empty() {

@@ -13,17 +13,11 @@
 //! - [`node`]: wires one node together; [`local`] runs a cluster of node processes;
 //!   [`admin`] is the operator CLI client; [`config`] holds every setting.
 
-#[cfg(feature = "wip")]
 pub mod admin;
-#[cfg(feature = "wip")]
 pub mod config;
-#[cfg(feature = "wip")]
 pub mod dispatch;
-#[cfg(feature = "wip")]
 pub mod frontend;
-#[cfg(feature = "wip")]
 pub mod local;
-#[cfg(feature = "wip")]
 pub mod node;
 pub mod raft;
 pub mod storage;

@@ -51,17 +51,28 @@ pub struct LocalNode {
 
 pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
     if options.nodes == 0 || options.nodes > 99 {
-        return Err(LocalError::Invalid("--nodes must be between 1 and 99".into()));
+        return Err(LocalError::Invalid(
+            "--nodes must be between 1 and 99".into(),
+        ));
     }
     let last_port = u32::from(options.base_port) + 3 * options.nodes as u32;
     if last_port > u32::from(u16::MAX) {
-        return Err(LocalError::Invalid("--base-port too high for that many nodes".into()));
+        return Err(LocalError::Invalid(
+            "--base-port too high for that many nodes".into(),
+        ));
     }
     std::fs::create_dir_all(&options.data)?;
     let data = std::fs::canonicalize(&options.data)?;
     let exe = std::env::current_exe()?;
-    let addr = |id: u64, offset: u64| format!("127.0.0.1:{}", u64::from(options.base_port) + 3 * (id - 1) + offset);
-    let initial_cluster: Vec<String> = (1..=options.nodes).map(|id| format!("{id}={}", addr(id, 2))).collect();
+    let addr = |id: u64, offset: u64| {
+        format!(
+            "127.0.0.1:{}",
+            u64::from(options.base_port) + 3 * (id - 1) + offset
+        )
+    };
+    let initial_cluster: Vec<String> = (1..=options.nodes)
+        .map(|id| format!("{id}={}", addr(id, 2)))
+        .collect();
     let initial_cluster = initial_cluster.join(",");
 
     let mut children: Vec<(u64, Child)> = Vec::new();
@@ -123,7 +134,10 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
         );
     }
     println!("  cluster file: {}", cluster_file.display());
-    println!("  try: curl -s -XPOST {}/v1/execute -d '{{\"statements\":[{{\"sql\":\"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)\"}}]}}'", nodes[0].http);
+    println!(
+        "  try: curl -s -XPOST {}/v1/execute -d '{{\"statements\":[{{\"sql\":\"CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)\"}}]}}'",
+        nodes[0].http
+    );
     println!("Ctrl-C stops every node.");
 
     wait_for_signal().await;
@@ -133,7 +147,10 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
 }
 
 fn spawn_node(cmd: &[String], log: &Path) -> Result<Child, LocalError> {
-    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     let child = Command::new(&cmd[0])
         .args(&cmd[1..])
         .stdin(Stdio::null())
@@ -174,7 +191,10 @@ async fn wait_for_leader(nodes: &[LocalNode]) -> Result<u64, LocalError> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -11,7 +11,11 @@ use phalanx::config::NodeConfig;
 use phalanx::{admin, local, node};
 
 #[derive(Parser)]
-#[command(name = "phalanx", version, about = "A highly available, load-balanced SQL database cluster")]
+#[command(
+    name = "phalanx",
+    version,
+    about = "A highly available, load-balanced SQL database cluster"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -127,7 +131,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("phalanx: cannot start the async runtime: {e}");
@@ -137,7 +144,8 @@ fn main() -> ExitCode {
     let result: Result<(), String> = runtime.block_on(async {
         match cli.command {
             Command::Start(args) => {
-                let config = NodeConfig::load(args.config.as_deref(), &args).map_err(|e| e.to_string())?;
+                let config =
+                    NodeConfig::load(args.config.as_deref(), &args).map_err(|e| e.to_string())?;
                 node::run(config).await.map_err(|e| e.to_string())
             }
             Command::Local(args) => local::run(local::LocalOptions {

@@ -12,9 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{NodeConfig, parse_initial_cluster};
-use crate::dispatch::write::WritePipeline;
+use crate::dispatch::write::{PipelineSettings, WritePipeline};
 use crate::dispatch::{Dispatcher, Timeouts};
 use crate::frontend::http::{self, HttpState};
+use crate::raft::liveness::LeaderContact;
 use crate::raft::log_store::{LogStore, LogStoreOptions};
 use crate::raft::membership::{self, MembershipRequest};
 use crate::raft::network::{NetworkFactory, PeerClient};
@@ -29,7 +30,10 @@ pub enum NodeError {
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("cannot bind {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
     #[error("raft log: {0}")]
     LogStore(#[from] crate::raft::log_store::LogStoreError),
     #[error("storage: {0}")]
@@ -54,7 +58,10 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}
@@ -81,8 +88,19 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     let raft_listener = bind(&config.listen_raft).await?;
     let http_listener = bind(&config.listen_http).await?;
 
-    let (log_store, report) = LogStore::open(&data.join("raft-log"), LogStoreOptions::default())?;
-    let log_repair = report.describe_repair();
+    let (log_store, report) = LogStore::open(data.join("raft-log"), LogStoreOptions::default())?;
+    let log_handle = log_store.handle();
+    let log_repair = report.tail_repair.as_ref().map(|r| {
+        format!(
+            "cut {} at offset {}: dropped {} bytes ({} records, {} of them intact): {:?}",
+            r.segment.display(),
+            r.offset,
+            r.bytes_dropped,
+            r.records_dropped,
+            r.intact_records_dropped,
+            r.damage
+        )
+    });
     if let Some(repair) = &log_repair {
         tracing::warn!("raft log repaired at start-up: {repair}");
     }
@@ -123,12 +141,22 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         node_id: config.id,
         raft: raft.clone(),
         engine: engine.clone(),
-        pipeline: WritePipeline::start(raft.clone(), engine.clone()),
+        pipeline: WritePipeline::start(
+            raft.clone(),
+            engine.clone(),
+            PipelineSettings {
+                commit_timeout: Duration::from_millis(config.write_timeout_ms),
+                leader_lease: Duration::from_millis(config.election_timeout_max_ms),
+            },
+        ),
         peers: peers.clone(),
         timeouts: Timeouts {
             write: Duration::from_millis(config.write_timeout_ms),
             read: Duration::from_millis(config.read_timeout_ms),
+            leader_wait: Duration::from_millis(3 * config.election_timeout_max_ms),
+            leader_silence: Duration::from_millis(config.election_timeout_max_ms),
         },
+        leader_contact: LeaderContact::new(),
     };
 
     let rpc_app = rpc_server::router(RpcState {
@@ -155,7 +183,11 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     });
 
     bootstrap(&config, &dispatcher, &addr).await?;
-    tokio::spawn(register_addresses(dispatcher.clone(), addr.clone(), stop.clone()));
+    tokio::spawn(register_addresses(
+        dispatcher.clone(),
+        addr.clone(),
+        stop.clone(),
+    ));
     tracing::info!(id = config.id, %addr, "node started");
 
     let _ = stop.wait_for(|s| *s).await;
@@ -166,15 +198,21 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         tracing::warn!("raft shutdown: {e}");
     }
     rpc_server.abort();
+    drop(dispatcher);
+    drop(engine);
+    // The log writer syncs what is queued, closes its files and releases the directory lock.
+    log_handle.closed().await;
     tracing::info!(id = config.id, "stopped");
     Ok(())
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, NodeError> {
-    TcpListener::bind(addr).await.map_err(|source| NodeError::Bind {
-        addr: addr.to_owned(),
-        source,
-    })
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| NodeError::Bind {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 async fn until_stopped(mut stop: watch::Receiver<bool>) {
@@ -240,7 +278,12 @@ async fn join_cluster(through: String, id: u64, addr: NodeAddr) {
     let body = serde_json::json!({"id": id, "raft": addr.raft, "http": addr.http, "pg": addr.pg});
     let mut delay = Duration::from_millis(200);
     loop {
-        match client.post(format!("http://{through}/v1/nodes")).json(&body).send().await {
+        match client
+            .post(format!("http://{through}/v1/nodes"))
+            .json(&body)
+            .send()
+            .await
+        {
             Ok(r) if r.status().is_success() => {
                 tracing::info!("joined the cluster through {through}");
                 return;
@@ -264,8 +307,14 @@ async fn register_addresses(d: Dispatcher, addr: NodeAddr, mut stop: watch::Rece
     let mut metrics = d.raft.metrics();
     loop {
         let registered = membership::current_membership(&d).get(&d.node_id) == Some(&addr);
-        let has_leader = metrics.borrow_watched().current_leader.is_some();
-        if has_leader && !registered {
+        let ready = {
+            let m = metrics.borrow_watched();
+            // Change membership only once the current one is committed, or openraft refuses.
+            let membership_committed = m.membership_config.log_id().as_ref().map(|l| l.index)
+                <= m.local_committed.map(|l| l.index);
+            m.current_leader.is_some() && membership_committed
+        };
+        if ready && !registered {
             let request = MembershipRequest::SetAddr {
                 id: d.node_id,
                 addr: addr.clone(),

@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::dispatch::error::RequestError;
 use crate::dispatch::write::{WriteOutcome, WritePipeline};
+use crate::raft::liveness::LeaderContact;
 use crate::raft::metrics;
 use crate::raft::network::{PeerClient, PeerError, paths};
 use crate::raft::types::{LogIndex, NodeAddr, NodeId, Raft};
@@ -51,6 +52,11 @@ pub struct Timeouts {
     pub write: Duration,
     /// A read, including waiting for this node to apply the needed index.
     pub read: Duration,
+    /// How long without a leader (none known, or none heard from) before a request is refused
+    /// with `NoLeader`; a few election timeouts, so a normal election is waited out.
+    pub leader_wait: Duration,
+    /// A leader silent for longer than this is presumed gone (the election timeout).
+    pub leader_silence: Duration,
 }
 
 /// Routes requests; one per node, cheap to clone.
@@ -62,23 +68,32 @@ pub struct Dispatcher {
     pub pipeline: WritePipeline,
     pub peers: PeerClient,
     pub timeouts: Timeouts,
+    pub leader_contact: LeaderContact,
 }
 
 impl Dispatcher {
     /// Runs one transaction on the leader, wherever it is.
     pub async fn execute(&self, statements: Vec<Statement>) -> Result<WriteOutcome, RequestError> {
         let deadline = Instant::now() + self.timeouts.write;
+        let mut leaderless_since: Option<Instant> = None;
         loop {
             let attempt = match self.raft.as_leader() {
                 Ok(_) => self.pipeline.submit(statements.clone()).await,
                 Err(forward) => match forward.leader_node {
-                    Some(leader) => self.forward_execute(&leader, &statements, deadline).await,
-                    None => Err(RequestError::NotLeader { leader: None }),
+                    Some(leader)
+                        if self
+                            .leader_contact
+                            .heard_within(self.timeouts.leader_silence) =>
+                    {
+                        self.forward_execute(&leader, &statements, deadline).await
+                    }
+                    _ => Err(RequestError::NotLeader { leader: None }),
                 },
             };
             match attempt {
                 Err(RequestError::NotLeader { .. }) => {
-                    if Instant::now() >= deadline {
+                    let since = *leaderless_since.get_or_insert_with(Instant::now);
+                    if Instant::now() >= deadline || since.elapsed() >= self.timeouts.leader_wait {
                         return Err(self.no_leader_error());
                     }
                     self.wait_for_leader_change(deadline).await;
@@ -95,10 +110,21 @@ impl Dispatcher {
         deadline: Instant,
     ) -> Result<WriteOutcome, RequestError> {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let reply: Result<Result<WriteOutcome, RequestError>, PeerError> = self
-            .peers
-            .call(&leader.raft, paths::EXECUTE, &statements.to_vec(), remaining)
-            .await;
+        let call = self.peers.call::<_, Result<WriteOutcome, RequestError>>(
+            &leader.raft,
+            paths::EXECUTE,
+            &statements,
+            remaining,
+        );
+        let reply = tokio::select! {
+            reply = call => reply,
+            () = self.leader_goes_silent() => {
+                return Err(RequestError::OutcomeUnknown(format!(
+                    "lost contact with the leader at {} while it ran the write; it may or may not have been applied",
+                    leader.raft
+                )));
+            }
+        };
         match reply {
             Ok(answer) => answer,
             // Never reached the leader: safe to try again once a leader is known.
@@ -107,6 +133,17 @@ impl Dispatcher {
                 "leader at {addr} did not answer in time; the write may or may not have been applied"
             ))),
             Err(e) => Err(RequestError::OutcomeUnknown(e.to_string())),
+        }
+    }
+
+    /// Resolves once no leader has been heard from for the silence window.
+    async fn leader_goes_silent(&self) {
+        let check_every = (self.timeouts.leader_silence / 4).max(Duration::from_millis(10));
+        while self
+            .leader_contact
+            .heard_within(self.timeouts.leader_silence)
+        {
+            tokio::time::sleep(check_every).await;
         }
     }
 
@@ -123,8 +160,8 @@ impl Dispatcher {
         let m = metrics::snapshot(&self.raft);
         let voters = m.membership_config.membership().voter_ids().count();
         RequestError::NoLeader(format!(
-            "no leader reachable from node {} within the write deadline (term {}, {} voters): \
-             the cluster has no quorum or is electing",
+            "no leader reachable from node {} (term {}, {} voters): this node cannot reach a \
+             majority of the cluster, so it refuses writes and linearizable reads",
             self.node_id, m.current_term, voters
         ))
     }
@@ -157,11 +194,16 @@ impl Dispatcher {
     /// The index a linearizable read must observe: confirmed by the leader with a quorum
     /// round (openraft's ReadIndex), asked over the RPC when this node follows.
     pub async fn read_index(&self, deadline: Instant) -> Result<LogIndex, RequestError> {
+        let mut leaderless_since: Option<Instant> = None;
         loop {
             let attempt = match self.raft.as_leader() {
                 Ok(_) => self.local_read_index(deadline).await,
                 Err(forward) => match forward.leader_node {
-                    Some(leader) => {
+                    Some(leader)
+                        if self
+                            .leader_contact
+                            .heard_within(self.timeouts.leader_silence) =>
+                    {
                         let remaining = deadline.saturating_duration_since(Instant::now());
                         match self
                             .peers
@@ -174,18 +216,19 @@ impl Dispatcher {
                             .await
                         {
                             Ok(answer) => answer,
-                            Err(PeerError::Timeout { .. }) => {
-                                Err(RequestError::Timeout("leader did not confirm the read index".into()))
-                            }
+                            Err(PeerError::Timeout { .. }) => Err(RequestError::Timeout(
+                                "leader did not confirm the read index".into(),
+                            )),
                             Err(_) => Err(RequestError::NotLeader { leader: None }),
                         }
                     }
-                    None => Err(RequestError::NotLeader { leader: None }),
+                    _ => Err(RequestError::NotLeader { leader: None }),
                 },
             };
             match attempt {
                 Err(RequestError::NotLeader { .. }) => {
-                    if Instant::now() >= deadline {
+                    let since = *leaderless_since.get_or_insert_with(Instant::now);
+                    if Instant::now() >= deadline || since.elapsed() >= self.timeouts.leader_wait {
                         return Err(self.no_leader_error());
                     }
                     self.wait_for_leader_change(deadline).await;
@@ -209,7 +252,9 @@ impl Dispatcher {
             Ok(linearizer) => Ok(linearizer.read_log_id().index()),
             Err(e) => match e.into_api_error() {
                 Some(openraft::errors::LinearizableReadError::ForwardToLeader(f)) => {
-                    Err(RequestError::NotLeader { leader: f.leader_id })
+                    Err(RequestError::NotLeader {
+                        leader: f.leader_id,
+                    })
                 }
                 Some(other) => Err(RequestError::NoLeader(other.to_string())),
                 None => Err(RequestError::Unavailable("raft stopped".into())),
@@ -218,7 +263,11 @@ impl Dispatcher {
     }
 
     /// Waits until this node's committed data includes `index`.
-    async fn wait_applied(&self, index: LogIndex, deadline: Instant) -> Result<LogIndex, RequestError> {
+    async fn wait_applied(
+        &self,
+        index: LogIndex,
+        deadline: Instant,
+    ) -> Result<LogIndex, RequestError> {
         let mut visible = self.engine.visible();
         let reached = visible.wait_for(|applied| applied.map(|l| l.index).unwrap_or(0) >= index);
         match tokio::time::timeout_at(deadline.into(), reached).await {

@@ -28,8 +28,18 @@ use crate::storage::request::{Statement, StatementResult};
 pub const MAX_BATCH: usize = 512;
 /// Queued client transactions; submitters wait (back-pressure) beyond it.
 const QUEUE: usize = 8192;
-/// How long a new leader may take to apply its first entry before writes are refused.
+/// How long a leader may take to be ready (its log applied) before writes are refused.
 const LEADER_READY_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Bounds of the pipeline.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineSettings {
+    /// How long a batch may wait for Raft to commit it; past it the outcome is unknown.
+    pub commit_timeout: Duration,
+    /// A leader not acknowledged by a quorum within this is presumed cut off (minority side)
+    /// and refuses new writes instead of proposing entries that cannot commit.
+    pub leader_lease: Duration,
+}
 
 /// A committed write's answer.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -48,9 +58,9 @@ pub struct WritePipeline {
 }
 
 impl WritePipeline {
-    pub fn start(raft: Raft, engine: Engine) -> WritePipeline {
+    pub fn start(raft: Raft, engine: Engine, settings: PipelineSettings) -> WritePipeline {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(raft, engine, rx));
+        tokio::spawn(run(raft, engine, settings, rx));
         WritePipeline { queue }
     }
 
@@ -66,7 +76,12 @@ impl WritePipeline {
     }
 }
 
-async fn run(raft: Raft, engine: Engine, mut rx: mpsc::Receiver<(Vec<Statement>, Reply)>) {
+async fn run(
+    raft: Raft,
+    engine: Engine,
+    settings: PipelineSettings,
+    mut rx: mpsc::Receiver<(Vec<Statement>, Reply)>,
+) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -76,7 +91,7 @@ async fn run(raft: Raft, engine: Engine, mut rx: mpsc::Receiver<(Vec<Statement>,
             }
         }
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let answers = match run_batch(&raft, &engine, requests).await {
+        let answers = match run_batch(&raft, &engine, settings, requests).await {
             Ok(answers) => answers,
             Err(e) => vec![Err(e); replies.len()],
         };
@@ -89,9 +104,10 @@ async fn run(raft: Raft, engine: Engine, mut rx: mpsc::Receiver<(Vec<Statement>,
 async fn run_batch(
     raft: &Raft,
     engine: &Engine,
+    settings: PipelineSettings,
     requests: Vec<Vec<Statement>>,
 ) -> Result<Vec<Result<WriteOutcome, RequestError>>, RequestError> {
-    wait_until_ready_to_lead(raft, engine).await?;
+    wait_until_ready_to_lead(raft, engine, settings).await?;
     let executed = engine
         .execute(requests)
         .await
@@ -114,14 +130,19 @@ async fn run_batch(
     let mut committed_at = Vec::with_capacity(commands.len());
     let mut any_failed = false;
     if !commands.is_empty() {
+        let commit_deadline = tokio::time::Instant::now() + settings.commit_timeout;
         match raft.client_write_many(commands).await {
             Ok(mut stream) => {
-                while let Some(item) = stream.next().await {
+                while let Ok(Some(item)) =
+                    tokio::time::timeout_at(commit_deadline, stream.next()).await
+                {
                     let outcome = match item {
                         Ok(Ok(response)) => Ok(response.log_id.index),
-                        Ok(Err(ClientWriteError::ForwardToLeader(f))) => Err(RequestError::NotLeader {
-                            leader: f.leader_id,
-                        }),
+                        Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
+                            Err(RequestError::NotLeader {
+                                leader: f.leader_id,
+                            })
+                        }
                         Ok(Err(e)) => Err(RequestError::OutcomeUnknown(e.to_string())),
                         Err(fatal) => Err(RequestError::Unavailable(fatal.to_string())),
                     };
@@ -133,7 +154,9 @@ async fn run_batch(
         }
         while committed_at.len() < to_propose.len() {
             any_failed = true;
-            committed_at.push(Err(RequestError::OutcomeUnknown("proposal dropped".into())));
+            committed_at.push(Err(RequestError::OutcomeUnknown(
+                "not committed in time (the leader may have lost its quorum); it may still commit later".into(),
+            )));
         }
     }
     if any_failed {
@@ -153,9 +176,9 @@ async fn run_batch(
             let index = if executed.parts.is_empty() {
                 applied
             } else {
-                committed_at
-                    .next()
-                    .unwrap_or_else(|| Err(RequestError::OutcomeUnknown("proposal missing".into())))?
+                committed_at.next().unwrap_or_else(|| {
+                    Err(RequestError::OutcomeUnknown("proposal missing".into()))
+                })?
             };
             Ok(WriteOutcome {
                 results: executed.results,
@@ -165,19 +188,47 @@ async fn run_batch(
         .collect())
 }
 
-/// Waits until this node leads and its engine has committed an entry of the current term.
-async fn wait_until_ready_to_lead(raft: &Raft, engine: &Engine) -> Result<(), RequestError> {
+/// Waits until this node leads, still holds its quorum (lease), and its engine has committed
+/// everything in its log, an entry of the current term included. Only then can a batch be
+/// executed on exactly the state its entries will follow in the log.
+async fn wait_until_ready_to_lead(
+    raft: &Raft,
+    engine: &Engine,
+    settings: PipelineSettings,
+) -> Result<(), RequestError> {
+    use openraft::type_config::async_runtime::{Instant as _, WatchReceiver};
     let leader = raft.as_leader().map_err(|f| RequestError::NotLeader {
         leader: f.leader_id,
     })?;
+    if let Some(acked) = leader.last_quorum_acked()
+        && acked.elapsed() > settings.leader_lease
+    {
+        return Err(RequestError::NoLeader(format!(
+            "the leader has not heard from a majority for {} ms: it cannot commit writes",
+            acked.elapsed().as_millis()
+        )));
+    }
     let term = leader.leader_id().term;
     let mut visible = engine.visible();
-    let ready = visible.wait_for(|applied| applied.is_some_and(|l| l.leader_id.term >= term));
-    match tokio::time::timeout(LEADER_READY_TIMEOUT, ready).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(_)) => Err(RequestError::Unavailable("storage stopped".into())),
-        Err(_) => Err(RequestError::NoLeader(
-            "the new leader has not yet committed an entry of its term".into(),
-        )),
+    let mut metrics = raft.metrics();
+    let deadline = tokio::time::Instant::now() + LEADER_READY_TIMEOUT;
+    loop {
+        let last_log = metrics.borrow_watched().last_log_index.unwrap_or(0);
+        let applied = *visible.borrow_and_update();
+        if applied.is_some_and(|l| l.leader_id.term >= term && l.index >= last_log) {
+            return Ok(());
+        }
+        tokio::select! {
+            changed = visible.changed() => if changed.is_err() {
+                return Err(RequestError::Unavailable("storage stopped".into()));
+            },
+            _ = metrics.changed() => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                return Err(RequestError::NoLeader(format!(
+                    "the leader has not applied its log yet (applied {:?}, log {last_log})",
+                    applied.map(|l| l.index)
+                )));
+            }
+        }
     }
 }

@@ -77,7 +77,9 @@ pub async fn request(d: &Dispatcher, request: MembershipRequest) -> Result<(), M
                 metrics::wait_until(&d.raft, until, |m| m.current_leader != before).await;
             }
             Err(MembershipError::NotLeader) => {
-                return Err(MembershipError::NoLeader("membership deadline passed".into()));
+                return Err(MembershipError::NoLeader(
+                    "membership deadline passed".into(),
+                ));
             }
             other => return other,
         }
@@ -85,14 +87,22 @@ pub async fn request(d: &Dispatcher, request: MembershipRequest) -> Result<(), M
 }
 
 /// Runs `request` on this node, which must lead.
-pub async fn apply_on_leader(d: &Dispatcher, request: MembershipRequest) -> Result<(), MembershipError> {
+pub async fn apply_on_leader(
+    d: &Dispatcher,
+    request: MembershipRequest,
+) -> Result<(), MembershipError> {
     let raft = &d.raft;
     if raft.as_leader().is_err() {
         return Err(MembershipError::NotLeader);
     }
-    let failed = |e: openraft::errors::RaftError<crate::raft::types::TypeConfig, openraft::errors::ClientWriteError<crate::raft::types::TypeConfig>>| {
+    let failed = |e: openraft::errors::RaftError<
+        crate::raft::types::TypeConfig,
+        openraft::errors::ClientWriteError<crate::raft::types::TypeConfig>,
+    >| {
         match e.api_error() {
-            Some(openraft::errors::ClientWriteError::ForwardToLeader(_)) => MembershipError::NotLeader,
+            Some(openraft::errors::ClientWriteError::ForwardToLeader(_)) => {
+                MembershipError::NotLeader
+            }
             _ => MembershipError::Failed(e.to_string()),
         }
     };
@@ -116,7 +126,9 @@ pub async fn apply_on_leader(d: &Dispatcher, request: MembershipRequest) -> Resu
         }
         MembershipRequest::Remove { id } => {
             if !current_membership(d).contains_key(&id) {
-                return Err(MembershipError::Invalid(format!("node {id} is not a member")));
+                return Err(MembershipError::Invalid(format!(
+                    "node {id} is not a member"
+                )));
             }
             raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
                 .await
@@ -126,15 +138,23 @@ pub async fn apply_on_leader(d: &Dispatcher, request: MembershipRequest) -> Resu
         MembershipRequest::SetAddr { id, addr } => {
             let membership = current_membership(d);
             match membership.get(&id) {
-                None => Err(MembershipError::Invalid(format!("node {id} is not a member"))),
-                Some(existing) if existing.raft != addr.raft => Err(MembershipError::Invalid(
-                    format!("the raft address of node {id} cannot change ({} -> {})", existing.raft, addr.raft),
-                )),
+                None => Err(MembershipError::Invalid(format!(
+                    "node {id} is not a member"
+                ))),
+                Some(existing) if existing.raft != addr.raft => {
+                    Err(MembershipError::Invalid(format!(
+                        "the raft address of node {id} cannot change ({} -> {})",
+                        existing.raft, addr.raft
+                    )))
+                }
                 Some(existing) if *existing == addr => Ok(()),
                 Some(_) => {
-                    raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, addr)])), true)
-                        .await
-                        .map_err(failed)?;
+                    raft.change_membership(
+                        ChangeMembers::SetNodes(BTreeMap::from([(id, addr)])),
+                        true,
+                    )
+                    .await
+                    .map_err(failed)?;
                     Ok(())
                 }
             }
@@ -142,7 +162,9 @@ pub async fn apply_on_leader(d: &Dispatcher, request: MembershipRequest) -> Resu
         MembershipRequest::TransferLeader { to } => {
             let voters: BTreeSet<NodeId> = raft.voter_ids().collect();
             if !voters.contains(&to) {
-                return Err(MembershipError::Invalid(format!("node {to} is not a voter")));
+                return Err(MembershipError::Invalid(format!(
+                    "node {to} is not a voter"
+                )));
             }
             raft.trigger()
                 .transfer_leader(to)

@@ -13,7 +13,11 @@ pub fn snapshot(raft: &Raft) -> RaftMetrics<TypeConfig> {
 }
 
 /// Waits until `done` holds for the metrics or `until` passes; returns whether it held.
-pub async fn wait_until(raft: &Raft, until: Instant, done: impl Fn(&RaftMetrics<TypeConfig>) -> bool) -> bool {
+pub async fn wait_until(
+    raft: &Raft,
+    until: Instant,
+    done: impl Fn(&RaftMetrics<TypeConfig>) -> bool,
+) -> bool {
     let mut rx = raft.metrics();
     loop {
         if done(&rx.borrow_watched()) {

@@ -105,7 +105,12 @@ impl PeerClient {
 
 impl PeerClient {
     /// GETs a JSON document from a peer's HTTP API (health probes, status).
-    pub async fn get_json(&self, addr: &str, path: &str, timeout: Duration) -> Result<serde_json::Value, PeerError> {
+    pub async fn get_json(
+        &self,
+        addr: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, PeerError> {
         let response = self
             .http
             .get(format!("http://{addr}{path}"))
@@ -265,7 +270,8 @@ async fn send_snapshot(
         .map_err(|e| failed(format!("open {}: {e}", snapshot.snapshot.path.display())))?;
     let mut prefix = header_len.to_le_bytes().to_vec();
     prefix.extend_from_slice(&header);
-    let head = futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(prefix)) });
+    let head =
+        futures::stream::once(async move { Ok::<_, std::io::Error>(bytes::Bytes::from(prefix)) });
     let body = head.chain(ReaderStream::with_capacity(file, 1 << 20).map_ok(|b| b));
     let response = client
         .http
@@ -277,7 +283,10 @@ async fn send_snapshot(
     let status = response.status();
     let bytes = response.bytes().await.map_err(|e| classify(addr, e))?;
     if !status.is_success() {
-        return Err(failed(format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes))));
+        return Err(failed(format!(
+            "HTTP {status}: {}",
+            String::from_utf8_lossy(&bytes)
+        )));
     }
     let reply: Result<SnapshotResponse<TypeConfig>, RaftError<TypeConfig>> =
         postcard::from_bytes(&bytes).map_err(|e| failed(format!("decode: {e}")))?;

@@ -49,9 +49,17 @@ pub fn router(state: RpcState) -> Router {
         .with_state(state)
 }
 
-fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, Response> {
-    postcard::from_bytes(body)
-        .map_err(|e| (StatusCode::BAD_REQUEST, format!("malformed rpc body: {e}")).into_response())
+/// An RPC body that could not be decoded: answered with 400.
+struct BadRpc(String);
+
+impl IntoResponse for BadRpc {
+    fn into_response(self) -> Response {
+        (StatusCode::BAD_REQUEST, self.0).into_response()
+    }
+}
+
+fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, BadRpc> {
+    postcard::from_bytes(body).map_err(|e| BadRpc(format!("malformed rpc body: {e}")))
 }
 
 fn encode<T: Serialize>(value: &T) -> Response {
@@ -63,22 +71,33 @@ fn encode<T: Serialize>(value: &T) -> Response {
 
 async fn append(State(s): State<RpcState>, body: Bytes) -> Response {
     match decode(&body) {
-        Ok(rpc) => encode(&s.dispatcher.raft.append_entries(rpc).await),
-        Err(r) => r,
+        Ok(rpc) => {
+            let reply = s.dispatcher.raft.append_entries(rpc).await;
+            if let Ok(response) = &reply
+                && !matches!(
+                    response,
+                    openraft::raft::AppendEntriesResponse::HigherVote(_)
+                )
+            {
+                s.dispatcher.leader_contact.record();
+            }
+            encode(&reply)
+        }
+        Err(r) => r.into_response(),
     }
 }
 
 async fn vote(State(s): State<RpcState>, body: Bytes) -> Response {
     match decode(&body) {
         Ok(rpc) => encode(&s.dispatcher.raft.vote(rpc).await),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
 async fn pre_vote(State(s): State<RpcState>, body: Bytes) -> Response {
     match decode(&body) {
         Ok(rpc) => encode(&s.dispatcher.raft.pre_vote(rpc).await),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -93,7 +112,7 @@ async fn transfer_leader(State(s): State<RpcState>, body: Bytes) -> Response {
                 .map_err(RaftError::<TypeConfig>::Fatal);
             encode(&reply)
         }
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -102,7 +121,7 @@ async fn transfer_leader(State(s): State<RpcState>, body: Bytes) -> Response {
 async fn execute(State(s): State<RpcState>, body: Bytes) -> Response {
     let statements: Vec<Statement> = match decode(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let answer = match s.dispatcher.raft.as_leader() {
         Ok(_) => s.dispatcher.pipeline.submit(statements).await,
@@ -121,7 +140,7 @@ async fn read_index(State(s): State<RpcState>) -> Response {
 async fn membership_change(State(s): State<RpcState>, body: Bytes) -> Response {
     let request: MembershipRequest = match decode(&body) {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     encode(&membership::apply_on_leader(&s.dispatcher, request).await)
 }
@@ -130,7 +149,11 @@ async fn membership_change(State(s): State<RpcState>, body: Bytes) -> Response {
 async fn snapshot(State(s): State<RpcState>, body: Body) -> Response {
     match receive_snapshot(&s, body).await {
         Ok((vote, snapshot)) => {
-            let reply = s.dispatcher.raft.install_full_snapshot(vote, snapshot).await;
+            let reply = s
+                .dispatcher
+                .raft
+                .install_full_snapshot(vote, snapshot)
+                .await;
             encode(&reply.map_err(RaftError::<TypeConfig>::Fatal))
         }
         Err(message) => (StatusCode::BAD_REQUEST, message).into_response(),
@@ -182,9 +205,12 @@ async fn receive_into(path: &std::path::Path, body: Body) -> Result<(Vote, Snaps
             continue;
         }
         header = Some(
-            postcard::from_bytes(&buffer[4..4 + len]).map_err(|e| format!("snapshot header: {e}"))?,
+            postcard::from_bytes(&buffer[4..4 + len])
+                .map_err(|e| format!("snapshot header: {e}"))?,
         );
-        file.write_all(&buffer[4 + len..]).await.map_err(|e| e.to_string())?;
+        file.write_all(&buffer[4 + len..])
+            .await
+            .map_err(|e| e.to_string())?;
         buffer = Vec::new();
     }
     file.sync_all().await.map_err(|e| e.to_string())?;

@@ -93,7 +93,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotFile) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotFile,
+    ) -> Result<(), io::Error> {
         let installed = self.snapshots.adopt(&snapshot.path, meta)?;
         self.engine.restore(installed.clone()).await?;
         let (applied, _) = self.engine.applied_state().await?;
@@ -128,7 +132,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let building = self.snapshots.dir.join(format!("building-{}.db", rand::random::<u64>()));
+        let building = self
+            .snapshots
+            .dir
+            .join(format!("building-{}.db", rand::random::<u64>()));
         let (last_log_id, last_membership) = match self.engine.backup_to(building.clone()).await {
             Ok(state) => state,
             Err(e) => {

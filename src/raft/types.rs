@@ -90,7 +90,6 @@ openraft::declare_raft_types!(
         Node = NodeAddr,
 );
 
-#[cfg(feature = "wip")]
 pub type Raft = openraft::Raft<TypeConfig, crate::raft::state_machine::StateMachine>;
 pub type Entry = openraft::alias::EntryOf<TypeConfig>;
 pub type LogId = openraft::alias::LogIdOf<TypeConfig>;

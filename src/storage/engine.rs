@@ -148,7 +148,10 @@ impl Engine {
         meta::ensure_table(&conn)?;
         let (applied, _) = meta::read_applied_state(&conn)?;
         let (visible_tx, visible) = watch::channel(applied);
-        let readers = Arc::new(ReadPool::open(&options.db_path, options.read_connections.max(1))?);
+        let readers = Arc::new(ReadPool::open(
+            &options.db_path,
+            options.read_connections.max(1),
+        )?);
         let (ops, rx) = mpsc::channel(WRITER_QUEUE);
         let writer = Writer {
             conn,
@@ -178,7 +181,10 @@ impl Engine {
 
     /// Leader only: executes each request (a list of statements, one transaction) inside the
     /// open batch and returns their effects to propose.
-    pub async fn execute(&self, requests: Vec<Vec<Statement>>) -> Result<ExecutedBatch, EngineError> {
+    pub async fn execute(
+        &self,
+        requests: Vec<Vec<Statement>>,
+    ) -> Result<ExecutedBatch, EngineError> {
         self.call(|reply| Op::Execute { requests, reply }).await?
     }
 
@@ -189,7 +195,8 @@ impl Engine {
 
     /// A proposal of batch `batch_id` failed: roll the batch back, keeping what was committed.
     pub async fn abort_batch(&self, batch_id: u64) -> Result<(), EngineError> {
-        self.call(|reply| Op::AbortBatch { batch_id, reply }).await?
+        self.call(|reply| Op::AbortBatch { batch_id, reply })
+            .await?
     }
 
     /// Replaces the whole database with the snapshot file's content.
@@ -205,7 +212,7 @@ impl Engine {
     /// Applied log id and membership as committed on disk.
     pub async fn applied_state(&self) -> Result<(Option<LogId>, StoredMembership), EngineError> {
         self.readers
-            .with_connection(|conn| meta::read_applied_state(conn))
+            .with_connection(meta::read_applied_state)
             .await?
     }
 
@@ -238,12 +245,12 @@ impl Engine {
             .await?
     }
 
-    async fn call<T>(
-        &self,
-        op: impl FnOnce(oneshot::Sender<T>) -> Op,
-    ) -> Result<T, EngineError> {
+    async fn call<T>(&self, op: impl FnOnce(oneshot::Sender<T>) -> Op) -> Result<T, EngineError> {
         let (reply, rx) = oneshot::channel();
-        self.ops.send(op(reply)).await.map_err(|_| EngineError::Closed)?;
+        self.ops
+            .send(op(reply))
+            .await
+            .map_err(|_| EngineError::Closed)?;
         rx.await.map_err(|_| EngineError::Closed)
     }
 }
@@ -318,7 +325,9 @@ impl Writer {
     fn execute(&mut self, requests: Vec<Vec<Statement>>) -> Result<ExecutedBatch, EngineError> {
         if self.tx_open {
             // A follower transaction cannot be open here: apply always finishes its own.
-            return Err(EngineError::Corrupt("execute while an apply transaction is open".into()));
+            return Err(EngineError::Corrupt(
+                "execute while an apply transaction is open".into(),
+            ));
         }
         if self.batch.is_none() {
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
@@ -369,11 +378,14 @@ impl Writer {
                 }))
             }
             Err(RequestFailure::Client(error)) => {
-                self.conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
+                self.conn
+                    .execute_batch("ROLLBACK TO request; RELEASE request")?;
                 Ok(Err(error))
             }
             Err(RequestFailure::Engine(error)) => {
-                let _ = self.conn.execute_batch("ROLLBACK TO request; RELEASE request");
+                let _ = self
+                    .conn
+                    .execute_batch("ROLLBACK TO request; RELEASE request");
                 Err(error)
             }
         }
@@ -562,7 +574,10 @@ fn start_recorder(conn: &Connection) -> Result<ChangeRecorder<'_>, RequestFailur
     ChangeRecorder::start(conn).map_err(|e| RequestFailure::Engine(e.into()))
 }
 
-fn push_changeset(parts: &mut Vec<WritePart>, recorder: ChangeRecorder<'_>) -> Result<(), RequestFailure> {
+fn push_changeset(
+    parts: &mut Vec<WritePart>,
+    recorder: ChangeRecorder<'_>,
+) -> Result<(), RequestFailure> {
     let bytes = recorder
         .finish()
         .map_err(|e| RequestFailure::Engine(e.into()))?;
@@ -588,10 +603,24 @@ fn run_statement(conn: &Connection, statement: &Statement) -> Result<StatementRe
         }
     }
     let rows_affected = if readonly { 0 } else { conn.changes() };
+    // SQLite's last_insert_rowid is per connection and outlives the statement: report it only
+    // for a statement that inserted.
+    let inserted = matches!(
+        first_keyword(&statement.sql).to_ascii_uppercase().as_str(),
+        "INSERT" | "REPLACE"
+    );
     Ok(StatementResult {
         rows_affected,
-        last_insert_id: conn.last_insert_rowid(),
-        columns: if rows.is_empty() && column_count == 0 { Vec::new() } else { columns },
+        last_insert_id: if inserted && rows_affected > 0 {
+            conn.last_insert_rowid()
+        } else {
+            0
+        },
+        columns: if rows.is_empty() && column_count == 0 {
+            Vec::new()
+        } else {
+            columns
+        },
         rows,
     })
 }
@@ -617,7 +646,10 @@ fn run_query(conn: &Connection, statement: &Statement) -> Result<QueryResult, Re
     Ok(QueryResult { columns, rows })
 }
 
-fn bind_params(prepared: &mut rusqlite::Statement<'_>, params: &[SqlValue]) -> Result<(), SqlError> {
+fn bind_params(
+    prepared: &mut rusqlite::Statement<'_>,
+    params: &[SqlValue],
+) -> Result<(), SqlError> {
     let expected = prepared.parameter_count();
     if expected != params.len() {
         return Err(SqlError::InvalidRequest(format!(
@@ -658,8 +690,8 @@ fn classify(sql: &str) -> StatementClass {
     let keyword = first_keyword(sql).to_ascii_uppercase();
     match keyword.as_str() {
         "CREATE" | "DROP" | "ALTER" | "ANALYZE" | "REINDEX" => StatementClass::Ddl,
-        "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "ATTACH"
-        | "DETACH" | "VACUUM" | "PRAGMA" => StatementClass::Forbidden(keyword),
+        "BEGIN" | "COMMIT" | "END" | "ROLLBACK" | "SAVEPOINT" | "RELEASE" | "ATTACH" | "DETACH"
+        | "VACUUM" | "PRAGMA" => StatementClass::Forbidden(keyword),
         _ => StatementClass::Dml,
     }
 }
@@ -712,7 +744,11 @@ impl ReadPool {
         self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> T + Send + 'static,
     ) -> Result<T, EngineError> {
-        let _permit = self.permits.acquire().await.map_err(|_| EngineError::Closed)?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| EngineError::Closed)?;
         let conn = self
             .connections
             .lock()
@@ -739,7 +775,10 @@ mod tests {
     #[test]
     fn first_keyword_skips_comments() {
         assert_eq!(first_keyword("  -- hi\n /* x */ create table"), "create");
-        assert_eq!(classify("/*a*/BEGIN"), StatementClass::Forbidden("BEGIN".into()));
+        assert_eq!(
+            classify("/*a*/BEGIN"),
+            StatementClass::Forbidden("BEGIN".into())
+        );
         assert_eq!(classify("insert into t values (1)"), StatementClass::Dml);
         assert_eq!(classify("ALTER TABLE t ADD c"), StatementClass::Ddl);
     }

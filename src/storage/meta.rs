@@ -37,7 +37,10 @@ pub fn write_applied(conn: &Connection, applied: &LogId) -> Result<(), EngineErr
     write_value(conn, APPLIED_KEY, &Some(applied))
 }
 
-pub fn write_membership(conn: &Connection, membership: &StoredMembership) -> Result<(), EngineError> {
+pub fn write_membership(
+    conn: &Connection,
+    membership: &StoredMembership,
+) -> Result<(), EngineError> {
     write_value(conn, MEMBERSHIP_KEY, membership)
 }
 
@@ -60,7 +63,11 @@ fn read_value<T: serde::de::DeserializeOwned>(
     }
 }
 
-fn write_value<T: serde::Serialize>(conn: &Connection, key: &str, value: &T) -> Result<(), EngineError> {
+fn write_value<T: serde::Serialize>(
+    conn: &Connection,
+    key: &str,
+    value: &T,
+) -> Result<(), EngineError> {
     let text = serde_json::to_string(value)
         .map_err(|e| EngineError::Corrupt(format!("cannot encode {key}: {e}")))?;
     conn.execute(

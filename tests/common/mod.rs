@@ -71,7 +71,9 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ports = free_ports(3 * n as usize);
         let addr = |i: usize| format!("127.0.0.1:{}", ports[i]);
-        let initial: Vec<String> = (0..n as usize).map(|i| format!("{}={}", i + 1, addr(3 * i + 2))).collect();
+        let initial: Vec<String> = (0..n as usize)
+            .map(|i| format!("{}={}", i + 1, addr(3 * i + 2)))
+            .collect();
         let initial = initial.join(",");
         let mut nodes = Vec::new();
         for i in 0..n as usize {
@@ -114,7 +116,9 @@ impl Cluster {
         for i in 0..cluster.nodes.len() {
             cluster.start_node(i);
         }
-        cluster.wait_for_leader(&cluster.all(), Duration::from_secs(30)).await;
+        cluster
+            .wait_for_leader(&cluster.all(), Duration::from_secs(30))
+            .await;
         cluster
     }
 
@@ -189,10 +193,18 @@ impl Cluster {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
                 if let Some(status) = child.try_wait().expect("wait") {
-                    assert!(status.success(), "node {} exited with {status} after SIGTERM", i + 1);
+                    assert!(
+                        status.success(),
+                        "node {} exited with {status} after SIGTERM",
+                        i + 1
+                    );
                     return;
                 }
-                assert!(Instant::now() < deadline, "node {} did not stop after SIGTERM", i + 1);
+                assert!(
+                    Instant::now() < deadline,
+                    "node {} did not stop after SIGTERM",
+                    i + 1
+                );
                 std::thread::sleep(Duration::from_millis(20));
             }
         }
@@ -234,7 +246,8 @@ impl Cluster {
             .iter()
             .map(|(sql, params)| json!({"sql": sql, "params": params}))
             .collect();
-        self.post(i, "/v1/execute", &json!({"statements": statements})).await
+        self.post(i, "/v1/execute", &json!({"statements": statements}))
+            .await
     }
 
     pub async fn execute_ok(&self, i: usize, sql: &str, params: Value) -> Value {
@@ -244,8 +257,12 @@ impl Cluster {
     }
 
     pub async fn query(&self, i: usize, sql: &str, consistency: &str) -> (u16, Value) {
-        self.post(i, "/v1/query", &json!({"sql": sql, "consistency": consistency}))
-            .await
+        self.post(
+            i,
+            "/v1/query",
+            &json!({"sql": sql, "consistency": consistency}),
+        )
+        .await
     }
 
     pub async fn status(&self, i: usize) -> Option<Value> {
@@ -267,7 +284,10 @@ impl Cluster {
             {
                 return idx;
             }
-            assert!(Instant::now() < deadline, "no common leader among {which:?} within {timeout:?}: {leaders:?}");
+            assert!(
+                Instant::now() < deadline,
+                "no common leader among {which:?} within {timeout:?}: {leaders:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -276,11 +296,18 @@ impl Cluster {
     pub async fn wait_applied(&self, i: usize, index: u64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
         loop {
-            let applied = self.status(i).await.and_then(|s| s["applied_index"].as_u64());
+            let applied = self
+                .status(i)
+                .await
+                .and_then(|s| s["applied_index"].as_u64());
             if applied.is_some_and(|a| a >= index) {
                 return;
             }
-            assert!(Instant::now() < deadline, "node {} applied {applied:?}, wanted {index}", i + 1);
+            assert!(
+                Instant::now() < deadline,
+                "node {} applied {applied:?}, wanted {index}",
+                i + 1
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -289,7 +316,11 @@ impl Cluster {
     pub async fn max_applied(&self, which: &[usize]) -> u64 {
         let mut max = 0;
         for &i in which {
-            if let Some(a) = self.status(i).await.and_then(|s| s["applied_index"].as_u64()) {
+            if let Some(a) = self
+                .status(i)
+                .await
+                .and_then(|s| s["applied_index"].as_u64())
+            {
                 max = max.max(a);
             }
         }
@@ -310,7 +341,11 @@ impl Cluster {
         for row in tables["rows"].as_array().expect("rows") {
             let name = row[0].as_str().expect("table name");
             let (status, rows) = self
-                .query(i, &format!("SELECT rowid, * FROM \"{name}\" ORDER BY rowid"), "any")
+                .query(
+                    i,
+                    &format!("SELECT rowid, * FROM \"{name}\" ORDER BY rowid"),
+                    "any",
+                )
                 .await;
             assert_eq!(status, 200, "dump {name}: {rows}");
             dump.insert(name.to_owned(), rows["rows"].clone());
@@ -334,7 +369,10 @@ impl Drop for Cluster {
             for node in &self.nodes {
                 let log = std::fs::read_to_string(node.data.join("node.log")).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!("---- node {} log (last 40 lines, newest first) ----", node.id);
+                eprintln!(
+                    "---- node {} log (last 40 lines, newest first) ----",
+                    node.id
+                );
                 for line in tail {
                     eprintln!("{line}");
                 }

@@ -43,9 +43,13 @@ impl From<RequestError> for ApiError {
     fn from(e: RequestError) -> ApiError {
         let message = e.to_string();
         let (status, code) = match e {
-            RequestError::Sql(SqlError::InvalidRequest(_)) => (StatusCode::BAD_REQUEST, "invalid_request"),
+            RequestError::Sql(SqlError::InvalidRequest(_)) => {
+                (StatusCode::BAD_REQUEST, "invalid_request")
+            }
             RequestError::Sql(SqlError::Statement(_)) => (StatusCode::BAD_REQUEST, "sql_error"),
-            RequestError::Sql(SqlError::Constraint(_)) => (StatusCode::CONFLICT, "constraint_violation"),
+            RequestError::Sql(SqlError::Constraint(_)) => {
+                (StatusCode::CONFLICT, "constraint_violation")
+            }
             RequestError::NotLeader { .. } | RequestError::NoLeader(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "no_leader")
             }
@@ -65,9 +69,11 @@ impl From<MembershipError> for ApiError {
             MembershipError::NotLeader | MembershipError::NoLeader(_) => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "no_leader", message)
             }
-            MembershipError::Failed(_) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "membership_failed", message)
-            }
+            MembershipError::Failed(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "membership_failed",
+                message,
+            ),
         }
     }
 }

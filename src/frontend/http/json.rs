@@ -14,7 +14,10 @@ pub fn to_sql(value: &Value) -> Result<SqlValue, String> {
         Value::Bool(b) => SqlValue::Integer(i64::from(*b)),
         Value::Number(n) => match n.as_i64() {
             Some(i) => SqlValue::Integer(i),
-            None => SqlValue::Real(n.as_f64().ok_or_else(|| format!("number {n} out of range"))?),
+            None => SqlValue::Real(
+                n.as_f64()
+                    .ok_or_else(|| format!("number {n} out of range"))?,
+            ),
         },
         Value::String(s) => SqlValue::Text(s.clone()),
         Value::Object(map) if map.len() == 1 && map.contains_key("base64") => {
@@ -22,9 +25,17 @@ pub fn to_sql(value: &Value) -> Result<SqlValue, String> {
                 .get("base64")
                 .and_then(Value::as_str)
                 .ok_or("base64 parameter must be a string")?;
-            SqlValue::Blob(STANDARD.decode(text).map_err(|e| format!("invalid base64: {e}"))?)
+            SqlValue::Blob(
+                STANDARD
+                    .decode(text)
+                    .map_err(|e| format!("invalid base64: {e}"))?,
+            )
         }
-        other => return Err(format!("unsupported parameter {other}: use null, bool, number, string or {{\"base64\":...}}")),
+        other => {
+            return Err(format!(
+                "unsupported parameter {other}: use null, bool, number, string or {{\"base64\":...}}"
+            ));
+        }
     })
 }
 
@@ -44,7 +55,13 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for v in [json!(null), json!(5), json!(1.5), json!("x"), json!({"base64": "AAE="})] {
+        for v in [
+            json!(null),
+            json!(5),
+            json!(1.5),
+            json!("x"),
+            json!({"base64": "AAE="}),
+        ] {
             let sql = to_sql(&v).expect("convertible");
             assert_eq!(from_sql(sql), v);
         }

@@ -17,13 +17,13 @@ pub mod error;
 pub mod json;
 pub mod status;
 
+use axum::Json;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
-use axum::Json;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -99,7 +99,10 @@ struct TransferBody {
 }
 
 /// Reads and parses a JSON body within the size limit.
-async fn read_json<T: DeserializeOwned>(state: &HttpState, request: Request) -> Result<T, ApiError> {
+async fn read_json<T: DeserializeOwned>(
+    state: &HttpState,
+    request: Request,
+) -> Result<T, ApiError> {
     let bytes = axum::body::to_bytes(request.into_body(), state.max_request_bytes)
         .await
         .map_err(|_| {
@@ -109,7 +112,8 @@ async fn read_json<T: DeserializeOwned>(state: &HttpState, request: Request) -> 
                 format!("request body exceeds {} bytes", state.max_request_bytes),
             )
         })?;
-    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))
+    serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("malformed_json", e.to_string()))
 }
 
 fn to_statement(body: StatementBody) -> Result<Statement, ApiError> {
@@ -119,13 +123,22 @@ fn to_statement(body: StatementBody) -> Result<Statement, ApiError> {
         .map(json::to_sql)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|m| ApiError::bad_request("invalid_request", m))?;
-    Ok(Statement { sql: body.sql, params })
+    Ok(Statement {
+        sql: body.sql,
+        params,
+    })
 }
 
-async fn execute(State(state): State<HttpState>, request: Request) -> Result<Json<Value>, ApiError> {
+async fn execute(
+    State(state): State<HttpState>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
     let body: ExecuteBody = read_json(&state, request).await?;
     if body.statements.is_empty() {
-        return Err(ApiError::bad_request("invalid_request", "statements must not be empty"));
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "statements must not be empty",
+        ));
     }
     let statements = body
         .statements
@@ -137,7 +150,8 @@ async fn execute(State(state): State<HttpState>, request: Request) -> Result<Jso
         .results
         .into_iter()
         .map(|r| {
-            let mut v = json!({"rows_affected": r.rows_affected, "last_insert_id": r.last_insert_id});
+            let mut v =
+                json!({"rows_affected": r.rows_affected, "last_insert_id": r.last_insert_id});
             if !r.columns.is_empty() {
                 v["columns"] = json!(r.columns);
                 v["rows"] = rows_json(r.rows);
@@ -156,7 +170,10 @@ async fn query(State(state): State<HttpState>, request: Request) -> Result<Json<
         sql: body.sql,
         params: body.params,
     })?;
-    let outcome = state.dispatcher.query(statement, consistency, min_index).await?;
+    let outcome = state
+        .dispatcher
+        .query(statement, consistency, min_index)
+        .await?;
     Ok(Json(json!({
         "columns": outcome.result.columns,
         "rows": rows_json(outcome.result.rows),
@@ -173,31 +190,51 @@ fn rows_json(rows: Vec<Vec<crate::storage::request::SqlValue>>) -> Value {
     )
 }
 
-async fn add_node(State(state): State<HttpState>, request: Request) -> Result<Json<Value>, ApiError> {
+async fn add_node(
+    State(state): State<HttpState>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
     let body: AddNodeBody = read_json(&state, request).await?;
     if body.id == 0 {
-        return Err(ApiError::bad_request("invalid_request", "node id must be at least 1"));
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "node id must be at least 1",
+        ));
     }
     let addr = NodeAddr {
         raft: body.raft,
         http: body.http,
         pg: body.pg,
     };
-    membership::request(&state.dispatcher, MembershipRequest::Add { id: body.id, addr }).await?;
+    membership::request(
+        &state.dispatcher,
+        MembershipRequest::Add { id: body.id, addr },
+    )
+    .await?;
     Ok(Json(json!({"added": body.id})))
 }
 
-async fn remove_node(State(state): State<HttpState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id: NodeId = id
-        .parse()
-        .map_err(|_| ApiError::bad_request("invalid_request", format!("{id:?} is not a node id")))?;
+async fn remove_node(
+    State(state): State<HttpState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id: NodeId = id.parse().map_err(|_| {
+        ApiError::bad_request("invalid_request", format!("{id:?} is not a node id"))
+    })?;
     membership::request(&state.dispatcher, MembershipRequest::Remove { id }).await?;
     Ok(Json(json!({"removed": id})))
 }
 
-async fn transfer_leader(State(state): State<HttpState>, request: Request) -> Result<Json<Value>, ApiError> {
+async fn transfer_leader(
+    State(state): State<HttpState>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
     let body: TransferBody = read_json(&state, request).await?;
-    membership::request(&state.dispatcher, MembershipRequest::TransferLeader { to: body.to }).await?;
+    membership::request(
+        &state.dispatcher,
+        MembershipRequest::TransferLeader { to: body.to },
+    )
+    .await?;
     Ok(Json(json!({"transferring_to": body.to})))
 }
 

@@ -23,7 +23,10 @@ pub struct StatusParams {
     local: Option<u8>,
 }
 
-pub async fn status(State(state): State<HttpState>, Query(params): Query<StatusParams>) -> Json<Value> {
+pub async fn status(
+    State(state): State<HttpState>,
+    Query(params): Query<StatusParams>,
+) -> Json<Value> {
     let mut own = local_status(&state);
     if params.local.unwrap_or(0) != 0 {
         return Json(own);
@@ -33,8 +36,10 @@ pub async fn status(State(state): State<HttpState>, Query(params): Query<StatusP
         let m = metrics::snapshot(&d.raft);
         let membership = m.membership_config.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
-        let nodes: Vec<(u64, crate::raft::types::NodeAddr)> =
-            membership.nodes().map(|(id, addr)| (*id, addr.clone())).collect();
+        let nodes: Vec<(u64, crate::raft::types::NodeAddr)> = membership
+            .nodes()
+            .map(|(id, addr)| (*id, addr.clone()))
+            .collect();
         (voters, nodes)
     };
     let probes = nodes.into_iter().map(|(id, addr)| {

@@ -1,0 +1,478 @@
+//! The replicated core, end to end: real node processes on loopback, real kills.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use nix::sys::signal::Signal;
+use serde_json::{Value, json};
+
+/// Rows of every user table, sorted, so replicas can be compared whatever their physical order.
+async fn content(cluster: &Cluster, i: usize) -> Value {
+    let mut dump = cluster.dump(i).await;
+    if let Some(tables) = dump.as_object_mut() {
+        for rows in tables.values_mut() {
+            if let Some(list) = rows.as_array_mut() {
+                list.sort_by_key(|r| r.to_string());
+            }
+        }
+    }
+    dump
+}
+
+/// Waits until every node in `which` has applied everything the cluster committed, then
+/// asserts they hold identical data.
+async fn assert_converged(cluster: &Cluster, which: &[usize]) {
+    let target = cluster.max_applied(which).await;
+    for &i in which {
+        cluster
+            .wait_applied(i, target, Duration::from_secs(30))
+            .await;
+    }
+    let reference = content(cluster, which[0]).await;
+    for &i in &which[1..] {
+        assert_eq!(
+            content(cluster, i).await,
+            reference,
+            "node {} differs from node {}",
+            i + 1,
+            which[0] + 1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_writes_survive_leader_kill() {
+    let cluster = Cluster::start(3, &[]).await;
+    cluster
+        .execute_ok(1, "CREATE TABLE t(id INTEGER PRIMARY KEY, writer INTEGER, seq INTEGER, UNIQUE(writer, seq))", json!([]))
+        .await;
+
+    let cluster = Arc::new(cluster);
+    let acknowledged = Arc::new(Mutex::new(BTreeSet::new()));
+    let stop_at = Instant::now() + Duration::from_secs(8);
+    let mut writers = Vec::new();
+    for writer in 0..6u64 {
+        let cluster = cluster.clone();
+        let acknowledged = acknowledged.clone();
+        writers.push(tokio::spawn(async move {
+            let mut seq = 0u64;
+            while Instant::now() < stop_at && seq < 2000 {
+                let node = (writer as usize) % 3;
+                let (status, _) = cluster
+                    .execute(
+                        node,
+                        &[(
+                            "INSERT INTO t(writer, seq) VALUES (?, ?)",
+                            json!([writer, seq]),
+                        )],
+                    )
+                    .await;
+                if status == 200 {
+                    acknowledged.lock().expect("lock").insert((writer, seq));
+                }
+                seq += 1;
+            }
+        }));
+    }
+
+    // Let writes flow, then kill the leader.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while acknowledged.lock().expect("lock").len() < 200 {
+        assert!(Instant::now() < deadline, "writes did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(5))
+        .await;
+    let acked_before_kill = acknowledged.lock().expect("lock").len();
+    cluster.signal(leader, Signal::SIGKILL);
+    let killed_at = Instant::now();
+    let survivors: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+
+    // A new leader is elected and a write through a survivor succeeds again.
+    let first_write_after = loop {
+        let (status, body) = cluster
+            .execute(
+                survivors[0],
+                &[("INSERT INTO t(writer, seq) VALUES (?, ?)", json!([100, 0]))],
+            )
+            .await;
+        if status == 200 {
+            break killed_at.elapsed();
+        }
+        assert!(
+            killed_at.elapsed() < Duration::from_secs(15),
+            "no write succeeded after the kill: {status} {body}"
+        );
+    };
+    acknowledged.lock().expect("lock").insert((100, 0));
+    eprintln!("first write after kill -9 of the leader: {first_write_after:?}");
+
+    for w in writers {
+        w.await.expect("writer task");
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    assert!(
+        acknowledged.len() > acked_before_kill,
+        "writes continued after the kill"
+    );
+
+    let mut cluster = Arc::try_unwrap(cluster).ok().expect("sole owner");
+    cluster.kill9(leader); // reap the process killed above
+    // Every acknowledged write is on every survivor.
+    for &i in &survivors {
+        let applied_target = cluster.max_applied(&survivors).await;
+        cluster
+            .wait_applied(i, applied_target, Duration::from_secs(20))
+            .await;
+        let (status, rows) = cluster.query(i, "SELECT writer, seq FROM t", "any").await;
+        assert_eq!(status, 200, "{rows}");
+        let present: BTreeSet<(u64, u64)> = rows["rows"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| (r[0].as_u64().expect("writer"), r[1].as_u64().expect("seq")))
+            .collect();
+        let missing: Vec<_> = acknowledged.difference(&present).collect();
+        assert!(
+            missing.is_empty(),
+            "node {} lost acknowledged writes: {missing:?}",
+            i + 1
+        );
+    }
+
+    // The killed node, restarted with its command, catches up and holds identical data.
+    cluster.start_node(leader);
+    assert_converged(&cluster, &[0, 1, 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nondeterministic_functions_are_evaluated_once() {
+    let cluster = Cluster::start(3, &[]).await;
+    cluster
+        .execute_ok(
+            0,
+            "CREATE TABLE d(id INTEGER PRIMARY KEY, r INTEGER DEFAULT (random()), t TEXT DEFAULT CURRENT_TIMESTAMP, \
+             n TEXT DEFAULT (strftime('%Y-%m-%d %H:%M:%f','now')), b BLOB DEFAULT (randomblob(16)), v REAL)",
+            json!([]),
+        )
+        .await;
+    for node in 0..3 {
+        for _ in 0..5 {
+            cluster
+                .execute_ok(node, "INSERT INTO d(v) VALUES (random() / 3.0)", json!([]))
+                .await;
+        }
+        cluster
+            .execute_ok(node, "UPDATE d SET n = datetime('now', '+' || (abs(random()) % 1000) || ' seconds') WHERE id % 2 = 0", json!([]))
+            .await;
+    }
+    let (status, rows) = cluster
+        .query(2, "SELECT count(DISTINCT r) FROM d", "linearizable")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        rows["rows"][0][0],
+        json!(15),
+        "random() values are distinct per row"
+    );
+    assert_converged(&cluster, &[0, 1, 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_refuses_writes_and_recovers() {
+    let cluster = Cluster::start(3, &[]).await;
+    cluster
+        .execute_ok(0, "CREATE TABLE m(v TEXT)", json!([]))
+        .await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(5))
+        .await;
+    let survivor = (leader + 1) % 3;
+    let others: Vec<usize> = (0..3).filter(|&i| i != survivor).collect();
+    for &i in &others {
+        cluster.signal(i, Signal::SIGSTOP);
+    }
+    let (status, body) = cluster
+        .execute(survivor, &[("INSERT INTO m VALUES ('lost?')", json!([]))])
+        .await;
+    assert_eq!(status, 503, "a minority must refuse writes: {body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()),
+        "clear message: {body}"
+    );
+    // Linearizable reads are refused too; `any` still answers from local data.
+    let (status, _) = cluster
+        .query(survivor, "SELECT count(*) FROM m", "linearizable")
+        .await;
+    assert!(
+        status == 503 || status == 504,
+        "linearizable read on a minority: {status}"
+    );
+    let (status, _) = cluster
+        .query(survivor, "SELECT count(*) FROM m", "any")
+        .await;
+    assert_eq!(status, 200);
+
+    for &i in &others {
+        cluster.signal(i, Signal::SIGCONT);
+    }
+    cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(20))
+        .await;
+    cluster
+        .execute_ok(survivor, "INSERT INTO m VALUES ('after')", json!([]))
+        .await;
+    let (status, rows) = cluster
+        .query(survivor, "SELECT v FROM m", "linearizable")
+        .await;
+    assert_eq!(status, 200);
+    // The refused write was never applied anywhere.
+    assert_eq!(rows["rows"], json!([["after"]]));
+    assert_converged(&cluster, &[0, 1, 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_and_new_nodes_catch_up_through_snapshots() {
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            "--snapshot-every-entries",
+            "50",
+            "--log-entries-kept-after-snapshot",
+            "10",
+        ],
+    )
+    .await;
+    cluster
+        .execute_ok(
+            0,
+            "CREATE TABLE s(id INTEGER PRIMARY KEY, payload TEXT)",
+            json!([]),
+        )
+        .await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(5))
+        .await;
+    let lagging = (leader + 1) % 3;
+    cluster.kill9(lagging);
+    let live: Vec<usize> = (0..3).filter(|&i| i != lagging).collect();
+    for n in 0..300 {
+        cluster
+            .execute_ok(
+                live[n % 2],
+                "INSERT INTO s(payload) VALUES (hex(randomblob(32)))",
+                json!([]),
+            )
+            .await;
+    }
+    // The leader's log has been purged past what the lagging node has.
+    let status = cluster.status(leader).await.expect("leader status");
+    assert!(
+        status["purged_index"].as_u64().unwrap_or(0) > 100,
+        "log purged behind a snapshot: {status}"
+    );
+
+    cluster.start_node(lagging);
+    assert_converged(&cluster, &[0, 1, 2]).await;
+    let status = cluster.status(lagging).await.expect("status");
+    assert!(
+        status["snapshot_index"].as_u64().unwrap_or(0) > 0,
+        "caught up through a snapshot: {status}"
+    );
+
+    // A brand-new node, added with `phalanx node add`, catches up the same way.
+    let newcomer =
+        cluster.spawn_extra_node(4, &["--no-bootstrap", "--snapshot-every-entries", "50"]);
+    let node = &cluster.nodes[newcomer];
+    let output = tokio::process::Command::new(common::BIN)
+        .args([
+            "node",
+            "add",
+            "--cluster",
+            &cluster.nodes[live[0]].http,
+            "--id",
+            "4",
+            "--raft",
+            &node.raft,
+            "--http",
+            &node.http,
+            "--pg",
+            &node.pg,
+        ])
+        .output()
+        .await
+        .expect("run phalanx node add");
+    assert!(
+        output.status.success(),
+        "node add: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_converged(&cluster, &[0, 1, 2, newcomer]).await;
+    let status = cluster.get(leader, "/v1/status").await.expect("status");
+    let voters: Vec<u64> = status["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter(|m| m["voter"] == json!(true))
+        .map(|m| m["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(
+        voters,
+        vec![1, 2, 3, 4],
+        "the new node was promoted to voter"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn torn_log_tail_is_repaired_at_start() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    cluster
+        .execute_ok(0, "CREATE TABLE w(v INTEGER)", json!([]))
+        .await;
+    for v in 0..20 {
+        cluster
+            .execute_ok(v % 3, "INSERT INTO w VALUES (?)", json!([v]))
+            .await;
+    }
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(5))
+        .await;
+    let victim = (leader + 1) % 3;
+    cluster.stop(victim);
+    // Chop the last record of the newest segment mid-record, as a crash during a write would.
+    let log_dir = cluster.nodes[victim].data.join("raft-log");
+    let mut segments: Vec<_> = std::fs::read_dir(&log_dir)
+        .expect("log dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+        .collect();
+    segments.sort();
+    let last = segments.last().expect("a segment");
+    let len = std::fs::metadata(last).expect("metadata").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(last)
+        .expect("open segment");
+    file.set_len(len - 3).expect("truncate");
+    drop(file);
+
+    cluster.start_node(victim);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = cluster.status(victim).await {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "node did not come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        status["log_repair"].is_string(),
+        "the repair is reported: {status}"
+    );
+    cluster
+        .execute_ok(victim, "INSERT INTO w VALUES (100)", json!([]))
+        .await;
+    assert_converged(&cluster, &[0, 1, 2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_documented_errors() {
+    let cluster = Cluster::start(3, &["--max-request-bytes", "4096"]).await;
+    cluster
+        .execute_ok(
+            0,
+            "CREATE TABLE b(id INTEGER PRIMARY KEY, v TEXT NOT NULL UNIQUE)",
+            json!([]),
+        )
+        .await;
+    cluster
+        .execute_ok(1, "INSERT INTO b(v) VALUES ('x')", json!([]))
+        .await;
+
+    let (status, body) = cluster
+        .post_raw(1, "/v1/execute", b"{not json".to_vec())
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("malformed_json")),
+        "{body}"
+    );
+    let (status, body) = cluster
+        .post(1, "/v1/execute", &json!({"statements": [], "extra": 1}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("malformed_json")),
+        "unknown field: {body}"
+    );
+    let (status, body) = cluster
+        .post(2, "/v1/query", &json!({"sql": "SELECT 1", "colour": "red"}))
+        .await;
+    assert_eq!(status, 400, "unknown field in a query: {body}");
+    let (status, body) = cluster.execute(2, &[("SELEC nonsense", json!([]))]).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("sql_error")),
+        "{body}"
+    );
+    let (status, body) = cluster
+        .execute(0, &[("INSERT INTO b(v) VALUES (?)", json!([1, 2]))])
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "param count: {body}"
+    );
+    let (status, body) = cluster
+        .execute(2, &[("INSERT INTO b(v) VALUES ('x')", json!([]))])
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("constraint_violation")),
+        "{body}"
+    );
+    let (status, body) = cluster.execute(2, &[("BEGIN", json!([]))]).await;
+    assert_eq!(status, 400, "transaction control inside a request: {body}");
+    let big = "y".repeat(10_000);
+    let (status, body) = cluster
+        .execute(1, &[("INSERT INTO b(v) VALUES (?)", json!([big]))])
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{body}"
+    );
+    let (status, body) = cluster.query(1, "DELETE FROM b", "any").await;
+    assert_eq!(status, 400, "a write sent as a query is refused: {body}");
+
+    // A failing statement rolls back its whole request: the first insert is not kept.
+    let (status, _) = cluster
+        .execute(
+            0,
+            &[
+                ("INSERT INTO b(v) VALUES ('kept?')", json!([])),
+                ("INSERT INTO b(v) VALUES (NULL)", json!([])),
+            ],
+        )
+        .await;
+    assert_eq!(status, 409);
+
+    // The cluster keeps serving.
+    cluster
+        .execute_ok(2, "INSERT INTO b(v) VALUES ('z')", json!([]))
+        .await;
+    let (status, rows) = cluster
+        .query(0, "SELECT v FROM b ORDER BY v", "linearizable")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(rows["rows"], json!([["x"], ["z"]]));
+    assert_converged(&cluster, &[0, 1, 2]).await;
+}

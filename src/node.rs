@@ -182,6 +182,7 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
             .await
     });
 
+    tokio::spawn(exit_on_fatal(raft.clone()));
     bootstrap(&config, &dispatcher, &addr).await?;
     tokio::spawn(register_addresses(
         dispatcher.clone(),
@@ -204,6 +205,25 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     log_handle.closed().await;
     tracing::info!(id = config.id, "stopped");
     Ok(())
+}
+
+/// A fatal Raft error (storage failed, replicas diverged) stops the node loudly: serving on
+/// would mean serving from a state machine that may differ from the cluster's.
+async fn exit_on_fatal(raft: Raft) {
+    use openraft::type_config::async_runtime::WatchReceiver;
+    let mut metrics = raft.metrics();
+    loop {
+        if let Err(fatal) = &metrics.borrow_watched().running_state {
+            if matches!(fatal, openraft::errors::Fatal::Stopped) {
+                return;
+            }
+            tracing::error!("raft failed, stopping the node: {fatal}");
+            std::process::exit(70);
+        }
+        if metrics.changed().await.is_err() {
+            return;
+        }
+    }
 }
 
 async fn bind(addr: &str) -> Result<TcpListener, NodeError> {

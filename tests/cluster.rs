@@ -441,6 +441,26 @@ async fn bad_input_gets_documented_errors() {
     );
     let (status, body) = cluster.execute(2, &[("BEGIN", json!([]))]).await;
     assert_eq!(status, 400, "transaction control inside a request: {body}");
+    // The client SQL policy: no bookkeeping tampering, no TEMP objects, no PRAGMA or ATTACH.
+    for sql in [
+        "DELETE FROM _phalanx_meta",
+        "CREATE TEMP TABLE tmp(x)",
+        "PRAGMA foreign_keys=OFF",
+        "ATTACH DATABASE '/tmp/x.db' AS x",
+    ] {
+        let (status, body) = cluster.execute(0, &[(sql, json!([]))]).await;
+        assert_eq!(status, 400, "{sql}: {body}");
+    }
+    for sql in [
+        "PRAGMA query_only=0",
+        "PRAGMA journal_mode=DELETE",
+        "INSERT INTO b(v) VALUES ('q')",
+    ] {
+        let (status, body) = cluster.query(1, sql, "any").await;
+        assert_eq!(status, 400, "{sql} as a query: {body}");
+    }
+    let (status, body) = cluster.query(1, "PRAGMA table_info(b)", "any").await;
+    assert_eq!(status, 200, "schema introspection is a read: {body}");
     let big = "y".repeat(10_000);
     let (status, body) = cluster
         .execute(1, &[("INSERT INTO b(v) VALUES (?)", json!([big]))])

@@ -43,6 +43,7 @@ use crate::raft::types::{Command, Entry, LogId, NodeId, ProposalId, StoredMember
 use crate::storage::changeset::{self, ChangeRecorder};
 use crate::storage::error::{EngineError, SqlError};
 use crate::storage::meta;
+use crate::storage::policy::{self, ClientSqlGuard};
 use crate::storage::request::{QueryResult, SqlValue, Statement, StatementResult};
 
 /// Largest decompressed changeset a node accepts from the log.
@@ -144,7 +145,9 @@ pub struct Engine {
 impl Engine {
     /// Opens (creating if needed) the database and starts the writer thread.
     pub fn open(options: EngineOptions) -> Result<Engine, EngineError> {
-        let conn = open_write_connection(&options.db_path)?;
+        let guard = ClientSqlGuard::default();
+        let mut conn = open_write_connection(&options.db_path)?;
+        conn.authorizer(Some(guard.authorizer()))?;
         meta::ensure_table(&conn)?;
         let (applied, _) = meta::read_applied_state(&conn)?;
         let (visible_tx, visible) = watch::channel(applied);
@@ -155,6 +158,7 @@ impl Engine {
         let (ops, rx) = mpsc::channel(WRITER_QUEUE);
         let writer = Writer {
             conn,
+            guard,
             node_id: options.node_id,
             boot: rand::random(),
             next_seq: 0,
@@ -270,6 +274,8 @@ fn open_write_connection(path: &Path) -> Result<Connection, EngineError> {
 /// State owned by the writer thread.
 struct Writer {
     conn: Connection,
+    /// Enforces the client SQL policy while a request's statements run.
+    guard: ClientSqlGuard,
     node_id: NodeId,
     boot: u64,
     next_seq: u64,
@@ -361,7 +367,7 @@ impl Writer {
         statements: &[Statement],
     ) -> Result<Result<Executed, SqlError>, EngineError> {
         self.conn.execute_batch("SAVEPOINT request")?;
-        let outcome = run_request(&self.conn, statements);
+        let outcome = run_request(&self.conn, &self.guard, statements);
         match outcome {
             Ok((parts, results)) => {
                 self.conn.execute_batch("RELEASE request")?;
@@ -536,6 +542,7 @@ impl From<SqlError> for RequestFailure {
 /// data changes, DDL as text.
 fn run_request(
     conn: &Connection,
+    guard: &ClientSqlGuard,
     statements: &[Statement],
 ) -> Result<(Vec<WritePart>, Vec<StatementResult>), RequestFailure> {
     if statements.is_empty() {
@@ -557,11 +564,13 @@ fn run_request(
                 if let Some(r) = recorder.take() {
                     push_changeset(&mut parts, r)?;
                 }
-                results.push(run_statement(conn, statement)?);
+                results.push(guard.while_active(|| run_statement(conn, statement))?);
                 parts.push(WritePart::Ddl(statement.sql.clone()));
                 recorder = Some(start_recorder(conn)?);
             }
-            StatementClass::Dml => results.push(run_statement(conn, statement)?),
+            StatementClass::Dml => {
+                results.push(guard.while_active(|| run_statement(conn, statement))?)
+            }
         }
     }
     if let Some(r) = recorder.take() {
@@ -729,7 +738,9 @@ impl ReadPool {
                 path,
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
+            let mut conn = conn;
             conn.execute_batch("PRAGMA query_only=1; PRAGMA busy_timeout=5000;")?;
+            conn.authorizer(Some(policy::read_only_policy))?;
             connections.push(conn);
         }
         Ok(ReadPool {

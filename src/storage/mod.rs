@@ -4,5 +4,6 @@ pub mod changeset;
 pub mod engine;
 pub mod error;
 pub mod meta;
+pub mod policy;
 pub mod request;
 pub mod session_ffi;

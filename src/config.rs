@@ -192,3 +192,28 @@ mod tests {
         assert!(NodeConfig::load(None, Flags { id: 0 }).is_err());
     }
 }
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    /// The example file in the repository parses and holds exactly the defaults.
+    #[test]
+    fn example_file_matches_defaults() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("phalanx.example.toml");
+        let config = NodeConfig::load(Some(&path), serde_json::json!({})).expect("example parses");
+        assert_eq!(config, NodeConfig::default());
+    }
+
+    /// Flags win over the file.
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "id = 3\nlisten_http = \"127.0.0.1:1\"\n").expect("write");
+        let config = NodeConfig::load(Some(&path), serde_json::json!({"id": 5})).expect("loads");
+        assert_eq!((config.id, config.listen_http.as_str()), (5, "127.0.0.1:1"));
+        std::fs::write(&path, "colour = 1\n").expect("write");
+        assert!(NodeConfig::load(Some(&path), serde_json::json!({})).is_err(), "unknown keys are refused");
+    }
+}

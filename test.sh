@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every test of Phalanx: formatting, lints, unit tests, openraft's storage suite, and the
+# multi-process cluster tests (real node processes on 127.0.0.1, real kill -9 / SIGSTOP).
+# Usage: ./test.sh            (CI runs exactly this through .ci/run)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy --all-targets -D warnings"
+cargo clippy --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+# Cluster tests start 3-4 node processes each; two at a time keep a 2-core machine responsive.
+cargo test --locked -- --test-threads=2

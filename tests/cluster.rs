@@ -496,3 +496,170 @@ async fn bad_input_gets_documented_errors() {
     assert_eq!(rows["rows"], json!([["x"], ["z"]]));
     assert_converged(&cluster, &[0, 1, 2]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_reads_see_acknowledged_writes() {
+    let cluster = Cluster::start(3, &[]).await;
+    cluster
+        .execute_ok(
+            0,
+            "CREATE TABLE r(id INTEGER PRIMARY KEY, v INTEGER)",
+            json!([]),
+        )
+        .await;
+    for v in 0..40u64 {
+        let writer = (v % 3) as usize;
+        let reader = ((v + 1) % 3) as usize;
+        let body = cluster
+            .execute_ok(writer, "INSERT INTO r(v) VALUES (?)", json!([v]))
+            .await;
+        let index = body["index"].as_u64().expect("index");
+        // Linearizable (the default): a read that starts after the acknowledgement sees it.
+        let (status, rows) = cluster
+            .post(reader, "/v1/query", &json!({"sql": "SELECT max(v) FROM r"}))
+            .await;
+        assert_eq!(status, 200, "{rows}");
+        assert_eq!(
+            rows["rows"][0][0],
+            json!(v),
+            "linearizable read on node {} missed write {v}",
+            reader + 1
+        );
+        assert!(rows["index"].as_u64().expect("index") >= index);
+        // Session: the serving node waits until it has applied the write's index.
+        let other = ((v + 2) % 3) as usize;
+        let (status, rows) = cluster
+            .post(
+                other,
+                "/v1/query",
+                &json!({"sql": "SELECT count(*) FROM r WHERE v = ?", "params": [v], "consistency": "session", "min_index": index}),
+            )
+            .await;
+        assert_eq!(status, 200, "{rows}");
+        assert_eq!(
+            rows["rows"][0][0],
+            json!(1),
+            "session read on node {} missed write {v}",
+            other + 1
+        );
+    }
+    // RETURNING rows come back from an execute.
+    let body = cluster
+        .execute_ok(
+            1,
+            "INSERT INTO r(v) VALUES (?) RETURNING id, v * 2",
+            json!([7]),
+        )
+        .await;
+    assert_eq!(body["results"][0]["rows"], json!([[41, 14]]), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn membership_join_remove_and_leader_transfer() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    cluster
+        .execute_ok(0, "CREATE TABLE j(v TEXT)", json!([]))
+        .await;
+    cluster
+        .execute_ok(1, "INSERT INTO j VALUES ('before join')", json!([]))
+        .await;
+
+    // A node started with --join asks the cluster to add it, and catches up.
+    let join_through = cluster.nodes[2].http.clone();
+    let newcomer = cluster.spawn_extra_node(4, &["--join", &join_through]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cluster.get(0, "/v1/status").await.expect("status");
+        let voter = status["members"]
+            .as_array()
+            .expect("members")
+            .iter()
+            .any(|m| {
+                m["id"] == json!(4) && m["voter"] == json!(true) && m["health"] == json!("up")
+            });
+        if voter {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node 4 did not become a voter: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_converged(&cluster, &[0, 1, 2, newcomer]).await;
+
+    // Leadership transfer through the CLI, sent to a non-leader.
+    let leader = cluster
+        .wait_for_leader(&[0, 1, 2, newcomer], Duration::from_secs(5))
+        .await;
+    let target = if leader == newcomer { 0 } else { newcomer };
+    let via = (0..3).find(|&i| i != leader).expect("a follower");
+    let output = tokio::process::Command::new(common::BIN)
+        .args([
+            "leader",
+            "transfer",
+            "--cluster",
+            &cluster.nodes[via].http,
+            "--to",
+            &cluster.nodes[target].id.to_string(),
+        ])
+        .output()
+        .await
+        .expect("run phalanx leader transfer");
+    assert!(
+        output.status.success(),
+        "transfer: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster
+        .wait_for_leader(&[0, 1, 2, newcomer], Duration::from_secs(5))
+        .await
+        != target
+    {
+        assert!(
+            Instant::now() < deadline,
+            "leadership did not move to node {}",
+            target + 1
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cluster
+        .execute_ok(via, "INSERT INTO j VALUES ('after transfer')", json!([]))
+        .await;
+
+    // Remove node 4 through the CLI; the remaining three keep serving.
+    let output = tokio::process::Command::new(common::BIN)
+        .args(["node", "remove", "--cluster", &cluster.nodes[0].http, "4"])
+        .output()
+        .await
+        .expect("run phalanx node remove");
+    assert!(
+        output.status.success(),
+        "remove: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let leader = cluster
+        .wait_for_leader(&[0, 1, 2], Duration::from_secs(10))
+        .await;
+    let status = cluster.get(leader, "/v1/status").await.expect("status");
+    let voters: Vec<u64> = status["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter(|m| m["voter"] == json!(true))
+        .map(|m| m["id"].as_u64().expect("id"))
+        .collect();
+    assert_eq!(voters, vec![1, 2, 3], "{status}");
+    cluster.stop(newcomer);
+    cluster
+        .execute_ok(1, "INSERT INTO j VALUES ('after remove')", json!([]))
+        .await;
+    assert_converged(&cluster, &[0, 1, 2]).await;
+
+    // Unknown nodes are refused clearly.
+    let (status, body) = cluster
+        .post(0, "/v1/leader/transfer", &json!({"to": 99}))
+        .await;
+    assert_eq!(status, 400, "{body}");
+}

@@ -663,3 +663,105 @@ async fn membership_join_remove_and_leader_transfer() {
         .await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_cluster_restart_keeps_data_and_config_sources_apply() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    cluster
+        .execute_ok(
+            0,
+            "CREATE TABLE k(id INTEGER PRIMARY KEY, v TEXT)",
+            json!([]),
+        )
+        .await;
+    for i in 0..30 {
+        cluster
+            .execute_ok(
+                i % 3,
+                "INSERT INTO k(v) VALUES (?)",
+                json!([format!("row {i}")]),
+            )
+            .await;
+    }
+    let before = content(&cluster, 0).await;
+    for i in 0..3 {
+        cluster.stop(i); // SIGTERM: each must exit cleanly (asserted by `stop`)
+    }
+    // Node 3 comes back with a setting from the environment: a tiny body limit.
+    for i in 0..2 {
+        cluster.start_node(i);
+    }
+    cluster.start_node_with_env(2, &[("PHALANX_MAX_REQUEST_BYTES", "300")]);
+    cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(30))
+        .await;
+    assert_converged(&cluster, &[0, 1, 2]).await;
+    assert_eq!(
+        content(&cluster, 1).await,
+        before,
+        "data survived a full restart"
+    );
+    cluster
+        .execute_ok(1, "INSERT INTO k(v) VALUES ('after restart')", json!([]))
+        .await;
+    let long = "x".repeat(400);
+    let (status, _) = cluster
+        .execute(2, &[("INSERT INTO k(v) VALUES (?)", json!([long.clone()]))])
+        .await;
+    assert_eq!(status, 413, "PHALANX_MAX_REQUEST_BYTES applies to node 3");
+    let (status, _) = cluster
+        .execute(0, &[("INSERT INTO k(v) VALUES (?)", json!([long]))])
+        .await;
+    assert_eq!(status, 200, "and only to node 3");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_without_cluster_flags_runs_a_single_node_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ports = common::free_ports(3);
+    let http = format!("127.0.0.1:{}", ports[1]);
+    let mut child = std::process::Command::new(common::BIN)
+        .current_dir(dir.path())
+        .args([
+            "start",
+            "--listen-pg",
+            &format!("127.0.0.1:{}", ports[0]),
+            "--listen-http",
+            &http,
+            "--listen-raft",
+            &format!("127.0.0.1:{}", ports[2]),
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let body = json!({"statements": [{"sql": "CREATE TABLE solo(v)"}, {"sql": "INSERT INTO solo VALUES (1)"}]});
+    let result = loop {
+        if let Ok(r) = client
+            .post(format!("http://{http}/v1/execute"))
+            .json(&body)
+            .send()
+            .await
+            && r.status() == 200
+        {
+            break Ok(());
+        }
+        if Instant::now() > deadline {
+            break Err("single node never accepted a write");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    result.expect("single-node cluster serves writes");
+    assert!(
+        dir.path().join("phalanx-data/db.sqlite").exists(),
+        "default data directory ./phalanx-data"
+    );
+}

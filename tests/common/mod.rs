@@ -137,6 +137,15 @@ impl Cluster {
         self.nodes[i].child = Some(child);
     }
 
+    /// (Re)starts node `i` with extra environment variables.
+    pub fn start_node_with_env(&mut self, i: usize, env: &[(&str, &str)]) {
+        let log = self.log_path(i);
+        let mut vars = vec![("PHALANX_LOG", "info")];
+        vars.extend_from_slice(env);
+        let child = spawn(&self.nodes[i].cmd, &log, &vars);
+        self.nodes[i].child = Some(child);
+    }
+
     /// Adds a node process that waits to be added (`--no-bootstrap`); returns its index.
     pub fn spawn_extra_node(&mut self, id: u64, extra: &[&str]) -> usize {
         let ports = free_ports(3);

@@ -178,7 +178,7 @@ impl SnapshotDir {
         // The metadata file appears last: a snapshot without it is incomplete and ignored.
         std::fs::rename(&tmp_meta, &meta_path)?;
         std::fs::File::open(&self.dir)?.sync_all()?;
-        self.prune()?;
+        self.prune(&stem)?;
         Ok(db)
     }
 
@@ -207,9 +207,13 @@ impl SnapshotDir {
         }))
     }
 
-    fn prune(&self) -> io::Result<()> {
-        let stems = self.complete()?;
-        let excess = stems.len().saturating_sub(SNAPSHOTS_KEPT);
+    /// Keeps `just_adopted` and the newest others, `SNAPSHOTS_KEPT` in all. Snapshots at the same
+    /// index sort in random order, so without the exception a rebuild at an unchanged index could
+    /// delete the file it is about to return.
+    fn prune(&self, just_adopted: &str) -> io::Result<()> {
+        let mut stems = self.complete()?;
+        stems.retain(|stem| stem != just_adopted);
+        let excess = stems.len().saturating_sub(SNAPSHOTS_KEPT - 1);
         for stem in &stems[..excess] {
             std::fs::remove_file(self.dir.join(format!("{stem}.meta.json")))?;
             let _ = std::fs::remove_file(self.dir.join(format!("{stem}.db")));

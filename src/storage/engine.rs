@@ -309,6 +309,12 @@ impl Writer {
                     let result = self.apply(items);
                     if let Err(e) = &result {
                         tracing::error!("applying committed entries failed: {e}");
+                        // Leave nothing half-applied behind; openraft treats this as fatal.
+                        if self.tx_open || self.batch.is_some() {
+                            let _ = self.conn.execute_batch("ROLLBACK");
+                        }
+                        self.tx_open = false;
+                        self.batch = None;
                     }
                     let _ = reply.send(result);
                 }

@@ -11,9 +11,11 @@
 //!   membership.
 //! - [`storage`]: the SQLite engine — executes requests, captures and applies changesets.
 //! - [`node`]: wires one node together; [`local`] runs a cluster of node processes;
-//!   [`admin`] is the operator CLI client; [`config`] holds every setting.
+//!   [`admin`] is the operator CLI client; [`bench`] is the load generator; [`config`] holds
+//!   every setting.
 
 pub mod admin;
+pub mod bench;
 pub mod config;
 pub mod dispatch;
 pub mod frontend;

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use phalanx::config::NodeConfig;
-use phalanx::{admin, local, node};
+use phalanx::{admin, bench, local, node};
 
 #[derive(Parser)]
 #[command(
@@ -35,6 +35,9 @@ enum Command {
     /// Leadership control.
     #[command(subcommand)]
     Leader(LeaderCommand),
+    /// Load generators against a running `phalanx local` cluster (see docs/BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 #[derive(Subcommand)]
@@ -160,6 +163,7 @@ fn main() -> ExitCode {
             Command::Node(NodeCommand::Add(args)) => admin::add_node(&args).await,
             Command::Node(NodeCommand::Remove(args)) => admin::remove_node(&args).await,
             Command::Leader(LeaderCommand::Transfer(args)) => admin::transfer_leader(&args).await,
+            Command::Bench(command) => bench::run(command).await.map_err(|e| e.to_string()),
         }
     });
     match result {

@@ -57,9 +57,9 @@ impl Default for NodeConfig {
             initial_cluster: None,
             join: None,
             no_bootstrap: false,
-            heartbeat_interval_ms: 80,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
+            heartbeat_interval_ms: 50,
+            election_timeout_min_ms: 200,
+            election_timeout_max_ms: 400,
             snapshot_every_entries: 20_000,
             log_entries_kept_after_snapshot: 1_000,
             max_request_bytes: 16 * 1024 * 1024,
@@ -214,6 +214,9 @@ mod file_tests {
         let config = NodeConfig::load(Some(&path), serde_json::json!({"id": 5})).expect("loads");
         assert_eq!((config.id, config.listen_http.as_str()), (5, "127.0.0.1:1"));
         std::fs::write(&path, "colour = 1\n").expect("write");
-        assert!(NodeConfig::load(Some(&path), serde_json::json!({})).is_err(), "unknown keys are refused");
+        assert!(
+            NodeConfig::load(Some(&path), serde_json::json!({})).is_err(),
+            "unknown keys are refused"
+        );
     }
 }

@@ -1389,7 +1389,11 @@ impl Writer {
             }
             self.settle(&mut waiters);
         }
-        // Every batch ended with a flush; nothing is left unsynced.
+        // Sync a trailing `Committed` record that nobody waited for.
+        if self.failure.is_none() && self.dirty {
+            let synced = self.sync_active();
+            self.guard(synced);
+        }
         let Writer {
             active, lock, dir, ..
         } = self;
@@ -1474,8 +1478,10 @@ impl Writer {
     }
 
     /// Syncs what was written, deletes purged segments, then completes every waiter.
+    /// A batch with nobody waiting (only `Committed` records, which are advisory) is left for
+    /// the next flush instead of costing an fsync of its own.
     fn settle(&mut self, waiters: &mut Vec<Waiter>) {
-        if self.failure.is_none() && self.dirty {
+        if self.failure.is_none() && self.dirty && (!waiters.is_empty() || self.deletion_due) {
             let synced = self.sync_active();
             self.guard(synced);
         }

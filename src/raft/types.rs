@@ -48,8 +48,10 @@ pub struct ProposalId {
 pub enum WritePart {
     /// A schema change, replayed as text (session changesets do not carry DDL).
     Ddl(String),
-    /// A SQLite changeset (session extension format), zstd-compressed.
+    /// A SQLite changeset (session extension format).
     Changeset(Vec<u8>),
+    /// A large changeset, zstd-compressed.
+    CompressedChangeset(Vec<u8>),
 }
 
 /// The replicated command: everything a state machine applies.

@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use openraft::EntryPayload;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
@@ -48,6 +49,10 @@ use crate::storage::request::{QueryResult, SqlValue, Statement, StatementResult}
 
 /// Largest decompressed changeset a node accepts from the log.
 const MAX_CHANGESET_BYTES: usize = 256 * 1024 * 1024;
+/// Prepared statements kept per connection (client SQL is usually a small set of shapes).
+const STATEMENT_CACHE: usize = 256;
+/// Changesets at least this large travel zstd-compressed; smaller ones gain little.
+const COMPRESS_FROM_BYTES: usize = 1024;
 /// Bound on queued operations for the writer thread; senders wait when it is full.
 const WRITER_QUEUE: usize = 1024;
 
@@ -159,6 +164,7 @@ impl Engine {
         let writer = Writer {
             conn,
             guard,
+            mode: None,
             node_id: options.node_id,
             boot: rand::random(),
             next_seq: 0,
@@ -261,6 +267,7 @@ impl Engine {
 
 fn open_write_connection(path: &Path) -> Result<Connection, EngineError> {
     let conn = Connection::open(path)?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     // WAL: readers never block the writer and see only committed transactions.
     // synchronous=NORMAL: the Raft log is the durable record; a commit lost to power failure is
     // re-applied from the log, which is never purged past a snapshot.
@@ -276,6 +283,8 @@ struct Writer {
     conn: Connection,
     /// Enforces the client SQL policy while a request's statements run.
     guard: ClientSqlGuard,
+    /// Foreign keys and triggers on (executing) or off (applying); `None` until first set.
+    mode: Option<Mode>,
     node_id: NodeId,
     boot: u64,
     next_seq: u64,
@@ -286,6 +295,12 @@ struct Writer {
     /// Applied log id as of the open transaction (or the last commit).
     applied: Option<LogId>,
     visible: watch::Sender<Option<LogId>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Leader,
+    Replica,
 }
 
 /// The leader's open transaction.
@@ -342,6 +357,7 @@ impl Writer {
             ));
         }
         if self.batch.is_none() {
+            self.set_mode(Mode::Leader)?;
             self.conn.execute_batch("BEGIN IMMEDIATE")?;
             self.batch = Some(OpenBatch {
                 id: self.next_batch_id,
@@ -372,11 +388,11 @@ impl Writer {
         &mut self,
         statements: &[Statement],
     ) -> Result<Result<Executed, SqlError>, EngineError> {
-        self.conn.execute_batch("SAVEPOINT request")?;
+        self.conn.prepare_cached("SAVEPOINT request")?.execute([])?;
         let outcome = run_request(&self.conn, &self.guard, statements);
         match outcome {
             Ok((parts, results)) => {
-                self.conn.execute_batch("RELEASE request")?;
+                self.conn.prepare_cached("RELEASE request")?.execute([])?;
                 let proposal = ProposalId {
                     node: self.node_id,
                     boot: self.boot,
@@ -404,7 +420,10 @@ impl Writer {
     }
 
     fn apply(&mut self, items: Vec<ApplyItem>) -> Result<(), EngineError> {
+        let mut staged = StagedChanges::default();
+        let mut last = None;
         for item in items {
+            last = Some(item.log_id);
             let ours = match (&self.batch, &item.payload) {
                 (Some(batch), ApplyPayload::Write(Command::Write { proposal, .. })) => {
                     batch.pending.front() == Some(proposal)
@@ -412,11 +431,9 @@ impl Writer {
                 _ => false,
             };
             if ours {
+                // Its effects are already in the open transaction.
                 if let Some(batch) = self.batch.as_mut() {
                     batch.pending.pop_front();
-                }
-                self.record_applied(&item)?;
-                if let Some(batch) = self.batch.as_mut() {
                     batch.applied.push(item);
                 }
                 continue;
@@ -427,14 +444,19 @@ impl Writer {
                 self.rollback_batch()?;
             }
             if self.batch.is_none() && !self.tx_open {
-                self.conn.execute_batch("BEGIN IMMEDIATE")?;
-                self.tx_open = true;
+                self.begin_replica_transaction()?;
             }
-            apply_for_real(&self.conn, &item)?;
-            self.record_applied(&item)?;
+            staged.stage(&self.conn, &item)?;
+            if let ApplyPayload::Membership(m) = &item.payload {
+                meta::write_membership(&self.conn, m)?;
+            }
             if let Some(batch) = self.batch.as_mut() {
                 batch.applied.push(item);
             }
+        }
+        staged.flush(&self.conn)?;
+        if let Some(last) = last {
+            self.record_applied(last)?;
         }
         if self.tx_open {
             self.conn.execute_batch("COMMIT")?;
@@ -444,12 +466,35 @@ impl Writer {
         self.maybe_commit_batch()
     }
 
-    fn record_applied(&mut self, item: &ApplyItem) -> Result<(), EngineError> {
-        meta::write_applied(&self.conn, &item.log_id)?;
-        if let ApplyPayload::Membership(m) = &item.payload {
-            meta::write_membership(&self.conn, m)?;
+    /// Opens a transaction for entries this node did not execute, in replica mode.
+    fn begin_replica_transaction(&mut self) -> Result<(), EngineError> {
+        self.set_mode(Mode::Replica)?;
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.tx_open = true;
+        Ok(())
+    }
+
+    /// Switches foreign keys and triggers for executing client SQL (leader) or applying
+    /// changesets (replica: they carry the effects of both already). Only outside a
+    /// transaction; a no-op when the mode does not change, since each switch makes SQLite
+    /// re-prepare every statement.
+    fn set_mode(&mut self, mode: Mode) -> Result<(), EngineError> {
+        if self.mode == Some(mode) {
+            return Ok(());
         }
-        self.applied = Some(item.log_id);
+        let on = mode == Mode::Leader;
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY, on)?;
+        self.conn
+            .set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, on)?;
+        self.mode = Some(mode);
+        Ok(())
+    }
+
+    /// Records the applied position in the open transaction (once per apply call).
+    fn record_applied(&mut self, log_id: LogId) -> Result<(), EngineError> {
+        meta::write_applied(&self.conn, &log_id)?;
+        self.applied = Some(log_id);
         Ok(())
     }
 
@@ -485,11 +530,17 @@ impl Writer {
         self.conn.execute_batch("ROLLBACK")?;
         let (applied, _) = meta::read_applied_state(&self.conn)?;
         self.applied = applied;
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        self.tx_open = true;
+        self.begin_replica_transaction()?;
+        let mut staged = StagedChanges::default();
         for item in &batch.applied {
-            apply_for_real(&self.conn, item)?;
-            self.record_applied(item)?;
+            staged.stage(&self.conn, item)?;
+            if let ApplyPayload::Membership(m) = &item.payload {
+                meta::write_membership(&self.conn, m)?;
+            }
+        }
+        staged.flush(&self.conn)?;
+        if let Some(last) = batch.applied.last() {
+            self.record_applied(last.log_id)?;
         }
         Ok(())
     }
@@ -517,20 +568,43 @@ impl Writer {
     }
 }
 
-/// Applies an entry's effects on a node that did not execute it.
-fn apply_for_real(conn: &Connection, item: &ApplyItem) -> Result<(), EngineError> {
-    if let ApplyPayload::Write(Command::Write { parts, .. }) = &item.payload {
-        for part in parts {
-            match part {
-                WritePart::Ddl(sql) => conn.execute_batch(sql)?,
-                WritePart::Changeset(compressed) => {
-                    let bytes = changeset::decompress(compressed, MAX_CHANGESET_BYTES)?;
-                    changeset::apply_changeset(conn, &bytes)?;
+/// Effects of entries this node did not execute, applied in log order. Consecutive changesets
+/// are merged and applied with one call (SQLite prepares its statements per apply call); DDL
+/// flushes what is staged and then runs as text.
+#[derive(Default)]
+struct StagedChanges {
+    changesets: Vec<Vec<u8>>,
+}
+
+impl StagedChanges {
+    fn stage(&mut self, conn: &Connection, item: &ApplyItem) -> Result<(), EngineError> {
+        if let ApplyPayload::Write(Command::Write { parts, .. }) = &item.payload {
+            for part in parts {
+                match part {
+                    WritePart::Ddl(sql) => {
+                        self.flush(conn)?;
+                        conn.execute_batch(sql)?;
+                    }
+                    WritePart::Changeset(bytes) => self.changesets.push(bytes.clone()),
+                    WritePart::CompressedChangeset(compressed) => {
+                        self.changesets
+                            .push(changeset::decompress(compressed, MAX_CHANGESET_BYTES)?);
+                    }
                 }
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    fn flush(&mut self, conn: &Connection) -> Result<(), EngineError> {
+        match self.changesets.len() {
+            0 => {}
+            1 => changeset::apply_changeset(conn, &self.changesets[0])?,
+            _ => changeset::apply_changeset(conn, &changeset::merge(&self.changesets)?)?,
+        }
+        self.changesets.clear();
+        Ok(())
+    }
 }
 
 enum RequestFailure {
@@ -596,15 +670,17 @@ fn push_changeset(
     let bytes = recorder
         .finish()
         .map_err(|e| RequestFailure::Engine(e.into()))?;
-    if !bytes.is_empty() {
-        parts.push(WritePart::Changeset(changeset::compress(&bytes)));
+    if bytes.len() >= COMPRESS_FROM_BYTES {
+        parts.push(WritePart::CompressedChangeset(changeset::compress(&bytes)));
+    } else if !bytes.is_empty() {
+        parts.push(WritePart::Changeset(bytes));
     }
     Ok(())
 }
 
 fn run_statement(conn: &Connection, statement: &Statement) -> Result<StatementResult, SqlError> {
     let mut prepared = conn
-        .prepare(&statement.sql)
+        .prepare_cached(&statement.sql)
         .map_err(|e| SqlError::from_sqlite(&e))?;
     bind_params(&mut prepared, &statement.params)?;
     let readonly = prepared.readonly();
@@ -642,7 +718,7 @@ fn run_statement(conn: &Connection, statement: &Statement) -> Result<StatementRe
 
 fn run_query(conn: &Connection, statement: &Statement) -> Result<QueryResult, ReadError> {
     let mut prepared = conn
-        .prepare(&statement.sql)
+        .prepare_cached(&statement.sql)
         .map_err(|e| SqlError::from_sqlite(&e))?;
     if !prepared.readonly() {
         return Err(SqlError::InvalidRequest(
@@ -745,6 +821,7 @@ impl ReadPool {
                 OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
             )?;
             let mut conn = conn;
+            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             conn.execute_batch("PRAGMA query_only=1; PRAGMA busy_timeout=5000;")?;
             conn.authorizer(Some(policy::read_only_policy))?;
             connections.push(conn);

@@ -49,11 +49,8 @@ fn read_value<T: serde::de::DeserializeOwned>(
     key: &str,
 ) -> Result<Option<T>, EngineError> {
     let text: Option<String> = conn
-        .query_row(
-            &format!("SELECT value FROM {META_TABLE} WHERE key = ?1"),
-            [key],
-            |row| row.get(0),
-        )
+        .prepare_cached(&format!("SELECT value FROM {META_TABLE} WHERE key = ?1"))?
+        .query_row([key], |row| row.get(0))
         .optional()?;
     match text {
         None => Ok(None),
@@ -70,9 +67,9 @@ fn write_value<T: serde::Serialize>(
 ) -> Result<(), EngineError> {
     let text = serde_json::to_string(value)
         .map_err(|e| EngineError::Corrupt(format!("cannot encode {key}: {e}")))?;
-    conn.execute(
-        &format!("INSERT OR REPLACE INTO {META_TABLE}(key, value) VALUES (?1, ?2)"),
-        params![key, text],
-    )?;
+    conn.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO {META_TABLE}(key, value) VALUES (?1, ?2)"
+    ))?
+    .execute(params![key, text])?;
     Ok(())
 }

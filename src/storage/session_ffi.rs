@@ -20,7 +20,7 @@
 //! - Nothing here is safe to call directly: [`super::changeset`] is the only
 //!   user and owns every session and iterator it creates.
 //!
-//! Left out: patchsets, streaming (`_strm`) variants, changegroups, rebasers,
+//! Left out: patchsets, streaming (`_strm`) variants, rebasers,
 //! inversion, and table filters on the recording side.
 
 #![allow(non_camel_case_types)] // C names, so each item greps to sqlite3.h.
@@ -42,6 +42,14 @@ pub struct sqlite3_session {
 /// pointer.
 #[repr(C)]
 pub struct sqlite3_changeset_iter {
+    _opaque: [u8; 0],
+    _not_send_sync_or_unpin: PhantomData<(*mut u8, PhantomPinned)>,
+}
+
+/// Merges changesets into one (changes to the same row are combined). Opaque;
+/// only ever handled by pointer.
+#[repr(C)]
+pub struct sqlite3_changegroup {
     _opaque: [u8; 0],
     _not_send_sync_or_unpin: PhantomData<(*mut u8, PhantomPinned)>,
 }
@@ -89,6 +97,27 @@ pub const SQLITE_CHANGESET_FOREIGN_KEY: c_int = 5;
 pub const SQLITE_CHANGESET_ABORT: c_int = 2;
 
 unsafe extern "C" {
+    /// Creates an empty changegroup (free with `sqlite3changegroup_delete`).
+    pub unsafe fn sqlite3changegroup_new(pp: *mut *mut sqlite3_changegroup) -> c_int;
+
+    /// Adds a changeset's changes to the group, after those added before.
+    pub unsafe fn sqlite3changegroup_add(
+        pGrp: *mut sqlite3_changegroup,
+        nData: c_int,
+        pData: *mut c_void,
+    ) -> c_int;
+
+    /// Serialises the group as one changeset; the buffer is owned by the
+    /// caller (free with `sqlite3_free`).
+    pub unsafe fn sqlite3changegroup_output(
+        pGrp: *mut sqlite3_changegroup,
+        pnData: *mut c_int,
+        ppData: *mut *mut c_void,
+    ) -> c_int;
+
+    /// Deletes a changegroup.
+    pub unsafe fn sqlite3changegroup_delete(pGrp: *mut sqlite3_changegroup);
+
     /// Creates a session recording changes to database `zDb` ("main") of
     /// `db`. The session must be deleted before `db` is closed.
     pub unsafe fn sqlite3session_create(

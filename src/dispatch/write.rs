@@ -6,22 +6,23 @@
 //! 1. take every queued request, up to [`MAX_BATCH`];
 //! 2. check this node leads and has applied its own term's first entry (so no earlier leader's
 //!    entry can still be ahead of what it executes);
-//! 3. [`Engine::execute`] runs each request in a savepoint of the open transaction;
-//! 4. `Raft::client_write_many` proposes all effects at once: one log append, one fsync, one
-//!    replication round for the batch;
-//! 5. when every proposal is applied the engine commits; if any proposal failed, the batch is
+//! 3. [`Engine::execute`] runs each request in a savepoint of the open transaction, with one
+//!    session recording the changes of all of them;
+//! 4. the batch's combined effects become one Raft entry (`Raft::client_write`): one log
+//!    append, one fsync, one replication round and one apply on each follower for the batch;
+//! 5. when the entry is applied the engine commits; if the proposal failed, the batch is
 //!    rolled back ([`Engine::abort_batch`]) keeping what Raft did commit;
-//! 6. each client gets its result, or `OutcomeUnknown` for a proposal lost to a leader change.
+//! 6. each client gets its own result, or `OutcomeUnknown` if the entry was lost to a leader
+//!    change (or `NotLeader`, retried elsewhere, if it was refused before being appended).
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use openraft::errors::ClientWriteError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dispatch::error::RequestError;
 use crate::raft::types::{Command, LogIndex, Raft};
-use crate::storage::engine::{Engine, Executed};
+use crate::storage::engine::Engine;
 use crate::storage::request::{Statement, StatementResult};
 
 /// Most client transactions in one batch.
@@ -113,76 +114,44 @@ async fn run_batch(
         .await
         .map_err(|e| RequestError::Unavailable(format!("storage: {e}")))?;
 
-    // Propose every request that changed something, in execution order.
-    let to_propose: Vec<&Executed> = executed
-        .results
-        .iter()
-        .filter_map(|r| r.as_ref().ok())
-        .filter(|e| !e.parts.is_empty())
-        .collect();
-    let commands: Vec<Command> = to_propose
-        .iter()
-        .map(|e| Command::Write {
-            proposal: e.proposal,
-            parts: e.parts.clone(),
-        })
-        .collect();
-    let mut committed_at = Vec::with_capacity(commands.len());
-    let mut any_failed = false;
-    if !commands.is_empty() {
-        let commit_deadline = tokio::time::Instant::now() + settings.commit_timeout;
-        match raft.client_write_many(commands).await {
-            Ok(mut stream) => {
-                while let Ok(Some(item)) =
-                    tokio::time::timeout_at(commit_deadline, stream.next()).await
-                {
-                    let outcome = match item {
-                        Ok(Ok(response)) => Ok(response.log_id.index),
-                        Ok(Err(ClientWriteError::ForwardToLeader(f))) => {
-                            Err(RequestError::NotLeader {
-                                leader: f.leader_id,
-                            })
-                        }
-                        Ok(Err(e)) => Err(RequestError::OutcomeUnknown(e.to_string())),
-                        Err(fatal) => Err(RequestError::Unavailable(fatal.to_string())),
-                    };
-                    any_failed |= outcome.is_err();
-                    committed_at.push(outcome);
-                }
+    // The whole batch is one entry: one append, one fsync, one replication round, one apply.
+    let committed: Result<LogIndex, RequestError> = match executed.proposal {
+        None => Ok(engine.visible().borrow().map(|l| l.index).unwrap_or(0)),
+        Some(proposal) => {
+            let command = Command::Write {
+                proposal,
+                parts: executed.parts,
+            };
+            let outcome = match tokio::time::timeout(settings.commit_timeout, raft.client_write(command)).await {
+                Ok(Ok(response)) => Ok(response.log_id.index),
+                Ok(Err(e)) => Err(match e.api_error() {
+                    // Refused before it was appended: safe to retry on the new leader.
+                    Some(ClientWriteError::ForwardToLeader(f)) => RequestError::NotLeader {
+                        leader: f.leader_id,
+                    },
+                    _ => RequestError::OutcomeUnknown(e.to_string()),
+                }),
+                Err(_) => Err(RequestError::OutcomeUnknown(
+                    "not committed in time (the leader may have lost its quorum); it may still commit later".into(),
+                )),
+            };
+            if outcome.is_err() {
+                engine
+                    .abort_batch(executed.batch_id)
+                    .await
+                    .map_err(|e| RequestError::Unavailable(format!("storage: {e}")))?;
             }
-            Err(fatal) => tracing::error!("raft stopped while proposing: {fatal}"),
+            outcome
         }
-        while committed_at.len() < to_propose.len() {
-            any_failed = true;
-            committed_at.push(Err(RequestError::OutcomeUnknown(
-                "not committed in time (the leader may have lost its quorum); it may still commit later".into(),
-            )));
-        }
-    }
-    if any_failed {
-        engine
-            .abort_batch(executed.batch_id)
-            .await
-            .map_err(|e| RequestError::Unavailable(format!("storage: {e}")))?;
-    }
-
-    let applied = engine.visible().borrow().map(|l| l.index).unwrap_or(0);
-    let mut committed_at = committed_at.into_iter();
+    };
     Ok(executed
         .results
         .into_iter()
         .map(|result| {
-            let executed = result.map_err(RequestError::Sql)?;
-            let index = if executed.parts.is_empty() {
-                applied
-            } else {
-                committed_at.next().unwrap_or_else(|| {
-                    Err(RequestError::OutcomeUnknown("proposal missing".into()))
-                })?
-            };
+            let results = result.map_err(RequestError::Sql)?;
             Ok(WriteOutcome {
-                results: executed.results,
-                index,
+                results,
+                index: committed.clone()?,
             })
         })
         .collect())

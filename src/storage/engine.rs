@@ -94,20 +94,16 @@ impl From<Entry> for ApplyItem {
     }
 }
 
-/// A request the leader executed and now has to replicate.
-#[derive(Debug, Clone)]
-pub struct Executed {
-    pub proposal: ProposalId,
-    /// Empty when the request changed nothing; then there is nothing to replicate.
-    pub parts: Vec<WritePart>,
-    pub results: Vec<StatementResult>,
-}
-
-/// The outcome of [`Engine::execute`]: one result per request, in order.
+/// The outcome of [`Engine::execute`]: the batch's combined effects to replicate as one Raft
+/// entry, and each request's own result, in order.
 #[derive(Debug)]
 pub struct ExecutedBatch {
     pub batch_id: u64,
-    pub results: Vec<Result<Executed, SqlError>>,
+    /// Identifies the batch's entry; `None` when no request changed anything.
+    pub proposal: Option<ProposalId>,
+    /// The effects of every successful request, in execution order.
+    pub parts: Vec<WritePart>,
+    pub results: Vec<Result<Vec<StatementResult>, SqlError>>,
 }
 
 /// A read failed: the client's fault, or the engine's.
@@ -366,57 +362,29 @@ impl Writer {
             });
             self.next_batch_id += 1;
         }
-        let mut results = Vec::with_capacity(requests.len());
-        for statements in requests {
-            let outcome = self.execute_request(&statements)?;
-            if let Ok(executed) = &outcome
-                && !executed.parts.is_empty()
-                && let Some(batch) = self.batch.as_mut()
-            {
-                batch.pending.push_back(executed.proposal);
+        let (parts, results) = run_batch(&self.conn, &self.guard, &requests)?;
+        let proposal = if parts.is_empty() {
+            None
+        } else {
+            let proposal = ProposalId {
+                node: self.node_id,
+                boot: self.boot,
+                seq: self.next_seq,
+            };
+            self.next_seq += 1;
+            if let Some(batch) = self.batch.as_mut() {
+                batch.pending.push_back(proposal);
             }
-            results.push(outcome);
-        }
+            Some(proposal)
+        };
         let batch_id = self.batch.as_ref().map(|b| b.id).unwrap_or(0);
         self.maybe_commit_batch()?;
-        Ok(ExecutedBatch { batch_id, results })
-    }
-
-    /// Runs one client transaction in a savepoint. The outer error is an engine failure; the
-    /// inner one is the client's and leaves nothing behind.
-    fn execute_request(
-        &mut self,
-        statements: &[Statement],
-    ) -> Result<Result<Executed, SqlError>, EngineError> {
-        self.conn.prepare_cached("SAVEPOINT request")?.execute([])?;
-        let outcome = run_request(&self.conn, &self.guard, statements);
-        match outcome {
-            Ok((parts, results)) => {
-                self.conn.prepare_cached("RELEASE request")?.execute([])?;
-                let proposal = ProposalId {
-                    node: self.node_id,
-                    boot: self.boot,
-                    seq: self.next_seq,
-                };
-                self.next_seq += 1;
-                Ok(Ok(Executed {
-                    proposal,
-                    parts,
-                    results,
-                }))
-            }
-            Err(RequestFailure::Client(error)) => {
-                self.conn
-                    .execute_batch("ROLLBACK TO request; RELEASE request")?;
-                Ok(Err(error))
-            }
-            Err(RequestFailure::Engine(error)) => {
-                let _ = self
-                    .conn
-                    .execute_batch("ROLLBACK TO request; RELEASE request");
-                Err(error)
-            }
-        }
+        Ok(ExecutedBatch {
+            batch_id,
+            proposal,
+            parts,
+            results,
+        })
     }
 
     fn apply(&mut self, items: Vec<ApplyItem>) -> Result<(), EngineError> {
@@ -612,28 +580,94 @@ enum RequestFailure {
     Engine(EngineError),
 }
 
+impl RequestFailure {
+    /// Where only engine failures can occur.
+    fn into_engine(self) -> EngineError {
+        match self {
+            RequestFailure::Engine(e) => e,
+            RequestFailure::Client(e) => {
+                EngineError::Corrupt(format!("unexpected client error: {e}"))
+            }
+        }
+    }
+}
+
 impl From<SqlError> for RequestFailure {
     fn from(e: SqlError) -> Self {
         RequestFailure::Client(e)
     }
 }
 
-/// Runs a client transaction's statements, capturing their effects in order: changesets of the
-/// data changes, DDL as text.
-fn run_request(
+/// Runs a batch of client transactions, each in a savepoint, capturing the effects of the
+/// successful ones in order: one session records the data changes of the whole batch (changes
+/// rolled back to a savepoint are not recorded), and each DDL statement closes the current
+/// changeset and is recorded as text. A transaction holding DDL is isolated from its
+/// neighbours' changesets so that, if it fails, its parts can simply be dropped.
+fn run_batch(
     conn: &Connection,
     guard: &ClientSqlGuard,
+    requests: &[Vec<Statement>],
+) -> Result<BatchEffects, EngineError> {
+    let mut parts = Vec::new();
+    let mut results = Vec::with_capacity(requests.len());
+    let mut recorder: Option<ChangeRecorder<'_>> = None;
+    for statements in requests {
+        let has_ddl = statements
+            .iter()
+            .any(|s| classify(&s.sql) == StatementClass::Ddl);
+        if has_ddl && let Some(r) = recorder.take() {
+            push_changeset(&mut parts, r).map_err(RequestFailure::into_engine)?;
+        }
+        let mark = parts.len();
+        if recorder.is_none() {
+            recorder = Some(start_recorder(conn).map_err(RequestFailure::into_engine)?);
+        }
+        conn.prepare_cached("SAVEPOINT request")?.execute([])?;
+        match run_request(conn, guard, statements, &mut recorder, &mut parts) {
+            Ok(statement_results) => {
+                conn.prepare_cached("RELEASE request")?.execute([])?;
+                if has_ddl && let Some(r) = recorder.take() {
+                    push_changeset(&mut parts, r).map_err(RequestFailure::into_engine)?;
+                }
+                results.push(Ok(statement_results));
+            }
+            Err(RequestFailure::Client(error)) => {
+                conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
+                if has_ddl {
+                    // Its DDL and changesets were rolled back with it.
+                    parts.truncate(mark);
+                    recorder = None;
+                }
+                results.push(Err(error));
+            }
+            Err(RequestFailure::Engine(error)) => {
+                let _ = conn.execute_batch("ROLLBACK TO request; RELEASE request");
+                return Err(error);
+            }
+        }
+    }
+    if let Some(r) = recorder.take() {
+        push_changeset(&mut parts, r).map_err(RequestFailure::into_engine)?;
+    }
+    Ok((parts, results))
+}
+
+type BatchEffects = (Vec<WritePart>, Vec<Result<Vec<StatementResult>, SqlError>>);
+
+/// Runs one client transaction's statements inside its savepoint.
+fn run_request<'c>(
+    conn: &'c Connection,
+    guard: &ClientSqlGuard,
     statements: &[Statement],
-) -> Result<(Vec<WritePart>, Vec<StatementResult>), RequestFailure> {
+    recorder: &mut Option<ChangeRecorder<'c>>,
+    parts: &mut Vec<WritePart>,
+) -> Result<Vec<StatementResult>, RequestFailure> {
     if statements.is_empty() {
         return Err(SqlError::InvalidRequest("no statements".into()).into());
     }
-    let mut parts = Vec::new();
     let mut results = Vec::with_capacity(statements.len());
-    let mut recorder = Some(start_recorder(conn)?);
     for statement in statements {
-        let class = classify(&statement.sql);
-        match class {
+        match classify(&statement.sql) {
             StatementClass::Forbidden(keyword) => {
                 return Err(SqlError::InvalidRequest(format!(
                     "{keyword} is not allowed: every request is exactly one transaction"
@@ -642,21 +676,18 @@ fn run_request(
             }
             StatementClass::Ddl => {
                 if let Some(r) = recorder.take() {
-                    push_changeset(&mut parts, r)?;
+                    push_changeset(parts, r)?;
                 }
                 results.push(guard.while_active(|| run_statement(conn, statement))?);
                 parts.push(WritePart::Ddl(statement.sql.clone()));
-                recorder = Some(start_recorder(conn)?);
+                *recorder = Some(start_recorder(conn)?);
             }
             StatementClass::Dml => {
                 results.push(guard.while_active(|| run_statement(conn, statement))?)
             }
         }
     }
-    if let Some(r) = recorder.take() {
-        push_changeset(&mut parts, r)?;
-    }
-    Ok((parts, results))
+    Ok(results)
 }
 
 fn start_recorder(conn: &Connection) -> Result<ChangeRecorder<'_>, RequestFailure> {
@@ -865,6 +896,108 @@ impl ReadPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn statement(sql: &str) -> Statement {
+        Statement {
+            sql: sql.into(),
+            params: Vec::new(),
+        }
+    }
+
+    fn open(dir: &Path, node_id: NodeId) -> Engine {
+        Engine::open(EngineOptions {
+            db_path: dir.join("db.sqlite"),
+            node_id,
+            read_connections: 1,
+        })
+        .expect("engine opens")
+    }
+
+    fn log_id(index: u64) -> LogId {
+        use openraft::vote::RaftLeaderIdExt;
+        LogId::new(
+            openraft::alias::LeaderIdOf::<crate::raft::types::TypeConfig>::new_committed(1, 1),
+            index,
+        )
+    }
+
+    async fn rows(engine: &Engine, sql: &str) -> Vec<Vec<SqlValue>> {
+        engine.query(statement(sql)).await.expect("query").rows
+    }
+
+    /// One batch mixing successful and failing transactions, with and without DDL: the failing
+    /// ones leave nothing in the batch's entry, and a replica applying the entry ends with
+    /// exactly the leader's data. Nothing is visible to readers before the entry is applied.
+    #[tokio::test]
+    async fn a_batch_replicates_exactly_its_successful_transactions() {
+        let (leader_dir, replica_dir) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (leader, replica) = (open(leader_dir.path(), 1), open(replica_dir.path(), 2));
+        let batch = vec![
+            vec![statement(
+                "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT UNIQUE)",
+            )],
+            vec![statement("INSERT INTO t(v) VALUES ('a')")],
+            vec![statement("INSERT INTO t(v) VALUES ('a')")], // unique violation
+            vec![
+                statement("CREATE TABLE gone(x)"),
+                statement("INSERT INTO gone VALUES (1)"),
+                statement("INSERT INTO t(v) VALUES ('a')"),
+            ],
+            vec![
+                statement("UPDATE t SET v = 'b' WHERE v = 'a'"),
+                statement("INSERT INTO t(v) VALUES (hex(randomblob(4)))"),
+            ],
+            vec![
+                statement("CREATE TABLE u(x)"),
+                statement("INSERT INTO u VALUES (random())"),
+            ],
+            vec![statement("INSERT INTO u SELECT x + 1 FROM u")],
+        ];
+        let executed = leader.execute(batch).await.expect("execute");
+        let ok: Vec<bool> = executed.results.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, true, false, false, true, true, true]);
+        assert!(
+            !executed
+                .parts
+                .iter()
+                .any(|p| matches!(p, WritePart::Ddl(sql) if sql.contains("gone"))),
+            "the failed transaction's DDL is not replicated"
+        );
+        // Not committed yet: readers see nothing of the batch.
+        assert!(
+            leader.query(statement("SELECT * FROM t")).await.is_err(),
+            "table not visible before apply"
+        );
+
+        let command = Command::Write {
+            proposal: executed.proposal.expect("proposal"),
+            parts: executed.parts,
+        };
+        let item = ApplyItem {
+            log_id: log_id(1),
+            payload: ApplyPayload::Write(command),
+        };
+        leader
+            .apply(vec![item.clone()])
+            .await
+            .expect("leader apply");
+        replica.apply(vec![item]).await.expect("replica apply");
+        for sql in [
+            "SELECT id, v FROM t ORDER BY id",
+            "SELECT x FROM u ORDER BY x",
+            "SELECT name FROM sqlite_master ORDER BY name",
+        ] {
+            assert_eq!(rows(&leader, sql).await, rows(&replica, sql).await, "{sql}");
+        }
+        assert_eq!(
+            rows(&leader, "SELECT count(*) FROM t").await,
+            vec![vec![SqlValue::Integer(2)]]
+        );
+        assert_eq!(*replica.visible().borrow(), Some(log_id(1)));
+    }
 
     #[test]
     fn first_keyword_skips_comments() {

@@ -168,6 +168,7 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         addr: addr.clone(),
         max_request_bytes: config.max_request_bytes,
         log_repair,
+        log: log_handle.clone(),
     });
     let rpc_stop = stop.clone();
     let rpc_server = tokio::spawn(async move {

@@ -765,3 +765,46 @@ async fn start_without_cluster_flags_runs_a_single_node_cluster() {
         "default data directory ./phalanx-data"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_share_log_flushes() {
+    let cluster = Arc::new(Cluster::start(3, &[]).await);
+    cluster
+        .execute_ok(
+            0,
+            "CREATE TABLE g(id INTEGER PRIMARY KEY, v INTEGER)",
+            json!([]),
+        )
+        .await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(5))
+        .await;
+    let fsyncs = |s: Value| s["raft_log"]["fsyncs"].as_u64().expect("fsync counter");
+    let before = fsyncs(cluster.status(leader).await.expect("status"));
+    let (clients, per_client) = (32u64, 20u64);
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let cluster = cluster.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..per_client {
+                cluster
+                    .execute_ok(leader, "INSERT INTO g(v) VALUES (?)", json!([c * 1000 + i]))
+                    .await;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("writer");
+    }
+    let flushes = fsyncs(cluster.status(leader).await.expect("status")) - before;
+    let writes = clients * per_client;
+    eprintln!("{writes} acknowledged writes took {flushes} leader log flushes");
+    assert!(
+        flushes * 2 < writes,
+        "writes must share flushes: {writes} writes, {flushes} fsyncs"
+    );
+    let (status, rows) = cluster
+        .query(0, "SELECT count(*) FROM g", "linearizable")
+        .await;
+    assert_eq!((status, rows["rows"][0][0].as_u64()), (200, Some(writes)));
+}

@@ -42,6 +42,8 @@ pub struct HttpState {
     pub max_request_bytes: usize,
     /// What start-up recovery repaired in the Raft log, if anything.
     pub log_repair: Option<String>,
+    /// The Raft log's writer counters (group commit shows as entries per fsync).
+    pub log: crate::raft::log_store::LogStoreHandle,
 }
 
 pub fn router(state: HttpState) -> Router {

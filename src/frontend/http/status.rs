@@ -89,6 +89,7 @@ fn local_status(state: &HttpState) -> Value {
     let m = metrics::snapshot(&d.raft);
     let applied = d.engine.visible().borrow().map(|l| l.index).unwrap_or(0);
     let role = format!("{:?}", m.state).to_lowercase();
+    let log = state.log.metrics();
     json!({
         "id": d.node_id,
         "role": role,
@@ -101,5 +102,12 @@ fn local_status(state: &HttpState) -> Value {
         "purged_index": m.purged.map(|l| l.index).unwrap_or(0),
         "addresses": {"raft": state.addr.raft, "http": state.addr.http, "pg": state.addr.pg},
         "log_repair": state.log_repair,
+        "raft_log": {
+            "fsyncs": log.segment_syncs,
+            "appends_flushed": log.appends_flushed,
+            "bytes_written": log.bytes_written,
+            "segments_deleted": log.segments_deleted,
+            "healthy": state.log.writer_failure().is_none(),
+        },
     })
 }

@@ -718,10 +718,13 @@ fn run_statement(conn: &Connection, statement: &Statement) -> Result<StatementRe
     let columns: Vec<String> = prepared.column_names().map(|c| c.to_string()).collect();
     let column_count = columns.len();
     let mut rows = Vec::new();
+    let mut budget = ResultBudget::default();
     {
         let mut cursor = prepared.raw_query();
         while let Some(row) = cursor.next().map_err(|e| SqlError::from_sqlite(&e))? {
-            rows.push(read_row(row, column_count)?);
+            let values = read_row(row, column_count)?;
+            budget.charge(&values)?;
+            rows.push(values);
         }
     }
     let rows_affected = if readonly { 0 } else { conn.changes() };
@@ -761,9 +764,12 @@ fn run_query(conn: &Connection, statement: &Statement) -> Result<QueryResult, Re
     let columns: Vec<String> = prepared.column_names().map(|c| c.to_string()).collect();
     let column_count = columns.len();
     let mut rows = Vec::new();
+    let mut budget = ResultBudget::default();
     let mut cursor = prepared.raw_query();
     while let Some(row) = cursor.next().map_err(|e| SqlError::from_sqlite(&e))? {
-        rows.push(read_row(row, column_count)?);
+        let values = read_row(row, column_count)?;
+        budget.charge(&values)?;
+        rows.push(values);
     }
     Ok(QueryResult { columns, rows })
 }
@@ -785,6 +791,35 @@ fn bind_params(
             .map_err(|e| SqlError::from_sqlite(&e))?;
     }
     Ok(())
+}
+
+/// Largest result (approximate in-memory bytes) one statement may return; a larger one is
+/// refused rather than allowed to exhaust the node's memory.
+pub const MAX_RESULT_BYTES: usize = 64 * 1024 * 1024;
+
+/// Counts the approximate size of a result as its rows are read.
+#[derive(Default)]
+struct ResultBudget {
+    used_bytes: usize,
+}
+
+impl ResultBudget {
+    fn charge(&mut self, row: &[SqlValue]) -> Result<(), SqlError> {
+        for value in row {
+            self.used_bytes += 16
+                + match value {
+                    SqlValue::Text(t) => t.len(),
+                    SqlValue::Blob(b) => b.len(),
+                    _ => 0,
+                };
+        }
+        if self.used_bytes > MAX_RESULT_BYTES {
+            return Err(SqlError::InvalidRequest(format!(
+                "the result exceeds {MAX_RESULT_BYTES} bytes: narrow it (WHERE, LIMIT) or page through it"
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn read_row(row: &rusqlite::Row<'_>, column_count: usize) -> Result<Vec<SqlValue>, SqlError> {
@@ -997,6 +1032,26 @@ mod tests {
             vec![vec![SqlValue::Integer(2)]]
         );
         assert_eq!(*replica.visible().borrow(), Some(log_id(1)));
+    }
+
+    /// A result too large to hold is refused with a clear error instead of exhausting memory.
+    #[tokio::test]
+    async fn oversized_results_are_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let engine = open(dir.path(), 1);
+        let huge = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 600000) \
+                    SELECT x, zeroblob(100) FROM c";
+        match engine.query(statement(huge)).await {
+            Err(ReadError::Sql(SqlError::InvalidRequest(message))) => {
+                assert!(message.contains("exceeds"))
+            }
+            other => panic!("expected a refusal, got {:?}", other.map(|r| r.rows.len())),
+        }
+        let small = engine
+            .query(statement("SELECT zeroblob(100)"))
+            .await
+            .expect("small result");
+        assert_eq!(small.rows.len(), 1);
     }
 
     #[test]

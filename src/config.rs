@@ -40,6 +40,11 @@ pub struct NodeConfig {
     pub log_entries_kept_after_snapshot: u64,
     /// Largest HTTP request body.
     pub max_request_bytes: usize,
+    /// Largest PostgreSQL protocol message a client may send; a larger one gets SQLSTATE 54000
+    /// and the connection is closed.
+    pub max_message_bytes: usize,
+    /// Most concurrent PostgreSQL sessions on this node; one more gets SQLSTATE 53300.
+    pub max_pg_connections: usize,
     pub write_timeout_ms: u64,
     pub read_timeout_ms: u64,
     /// Concurrent SQLite read connections.
@@ -63,6 +68,8 @@ impl Default for NodeConfig {
             snapshot_every_entries: 20_000,
             log_entries_kept_after_snapshot: 1_000,
             max_request_bytes: 16 * 1024 * 1024,
+            max_message_bytes: 16 * 1024 * 1024,
+            max_pg_connections: 100,
             write_timeout_ms: 10_000,
             read_timeout_ms: 5_000,
             read_connections: 4,
@@ -126,6 +133,9 @@ impl NodeConfig {
         }
         if self.snapshot_every_entries == 0 || self.read_connections == 0 {
             return invalid("snapshot_every_entries and read_connections must be positive".into());
+        }
+        if self.max_message_bytes == 0 || self.max_pg_connections == 0 {
+            return invalid("max_message_bytes and max_pg_connections must be positive".into());
         }
         if let Some(cluster) = &self.initial_cluster {
             let members = parse_initial_cluster(cluster)?;

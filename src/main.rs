@@ -107,6 +107,14 @@ struct StartArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_request_bytes: Option<usize>,
+    /// Largest PostgreSQL protocol message in bytes.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_message_bytes: Option<usize>,
+    /// Most concurrent PostgreSQL sessions.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_pg_connections: Option<usize>,
 }
 
 #[derive(Args)]

@@ -1,7 +1,8 @@
 //! Wires one node together: storage, Raft, dispatcher and front ends; then bootstraps, joins or
 //! resumes the cluster, and runs until SIGTERM/SIGINT.
 //!
-//! Shutdown order: stop accepting client requests (HTTP drains in-flight ones), stop Raft,
+//! Shutdown order: stop accepting client requests (HTTP drains in-flight ones; PostgreSQL
+//! sessions finish their current message, then get 57P01), stop Raft,
 //! then the engine and log writer threads finish when their last handles drop.
 
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ use crate::config::{NodeConfig, parse_initial_cluster};
 use crate::dispatch::write::{PipelineSettings, WritePipeline};
 use crate::dispatch::{Dispatcher, Timeouts};
 use crate::frontend::http::{self, HttpState};
+use crate::frontend::pg::{self, PgSettings};
 use crate::raft::liveness::LeaderContact;
 use crate::raft::log_store::{LogStore, LogStoreOptions};
 use crate::raft::membership::{self, MembershipRequest};
@@ -87,6 +89,7 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     // Bind first: a port conflict fails start-up before anything is touched.
     let raft_listener = bind(&config.listen_raft).await?;
     let http_listener = bind(&config.listen_http).await?;
+    let pg_listener = bind(&config.listen_pg).await?;
 
     let (log_store, report) = LogStore::open(data.join("raft-log"), LogStoreOptions::default())?;
     let log_handle = log_store.handle();
@@ -182,6 +185,15 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
             .with_graceful_shutdown(until_stopped(http_stop))
             .await
     });
+    let pg_server = tokio::spawn(pg::serve(
+        pg_listener,
+        dispatcher.clone(),
+        PgSettings {
+            max_connections: config.max_pg_connections,
+            max_message_bytes: config.max_message_bytes,
+        },
+        stop.clone(),
+    ));
 
     tokio::spawn(exit_on_fatal(raft.clone()));
     bootstrap(&config, &dispatcher, &addr).await?;
@@ -194,8 +206,9 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
 
     let _ = stop.wait_for(|s| *s).await;
     tracing::info!(id = config.id, "stopping");
-    // Client-facing server first, so in-flight requests finish while Raft still runs.
+    // Client-facing servers first, so in-flight requests finish while Raft still runs.
     let _ = http_server.await;
+    let _ = pg_server.await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!("raft shutdown: {e}");
     }

@@ -2,3 +2,4 @@
 //! `dispatch::error::RequestError` back to its own error codes.
 
 pub mod http;
+pub mod pg;

@@ -45,7 +45,7 @@ use crate::storage::changeset::{self, ChangeRecorder};
 use crate::storage::error::{EngineError, SqlError};
 use crate::storage::meta;
 use crate::storage::policy::{self, ClientSqlGuard};
-use crate::storage::request::{QueryResult, SqlValue, Statement, StatementResult};
+use crate::storage::request::{Description, QueryResult, SqlValue, Statement, StatementResult};
 
 /// Largest decompressed changeset a node accepts from the log.
 const MAX_CHANGESET_BYTES: usize = 256 * 1024 * 1024;
@@ -139,6 +139,10 @@ enum Op {
 pub struct Engine {
     ops: mpsc::Sender<Op>,
     readers: Arc<ReadPool>,
+    /// Prepares statements without running them ([`Engine::describe`]). Its own connection
+    /// because the read pool's authorizer refuses to even prepare a write. The std mutex is
+    /// held only inside a blocking task, never across an await.
+    describer: Arc<Mutex<Connection>>,
     visible: watch::Receiver<Option<LogId>>,
     db_path: PathBuf,
 }
@@ -156,6 +160,7 @@ impl Engine {
             &options.db_path,
             options.read_connections.max(1),
         )?);
+        let describer = Arc::new(Mutex::new(open_describe_connection(&options.db_path)?));
         let (ops, rx) = mpsc::channel(WRITER_QUEUE);
         let writer = Writer {
             conn,
@@ -176,6 +181,7 @@ impl Engine {
         Ok(Engine {
             ops,
             readers,
+            describer,
             visible,
             db_path: options.db_path,
         })
@@ -228,6 +234,23 @@ impl Engine {
             .with_connection(move |conn| run_query(conn, &statement))
             .await
             .map_err(ReadError::Engine)?
+    }
+
+    /// Prepares `sql` on committed data without running it: its result columns, parameter
+    /// count and whether it only reads; plus the columns of those of `tables` that exist (for
+    /// a front end that infers parameter types from the columns they are compared with).
+    pub async fn describe(
+        &self,
+        sql: String,
+        tables: Vec<String>,
+    ) -> Result<Description, ReadError> {
+        let describer = self.describer.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = describer.lock().map_err(|_| EngineError::Closed)?;
+            describe_statement(&conn, &sql, &tables)
+        })
+        .await
+        .map_err(|e| ReadError::Engine(EngineError::Io(std::io::Error::other(e))))?
     }
 
     /// Copies the committed database into `dest` (an online backup in one read transaction)
@@ -716,6 +739,7 @@ fn run_statement(conn: &Connection, statement: &Statement) -> Result<StatementRe
     bind_params(&mut prepared, &statement.params)?;
     let readonly = prepared.readonly();
     let columns: Vec<String> = prepared.column_names().map(|c| c.to_string()).collect();
+    let decltypes = decltypes(&prepared);
     let column_count = columns.len();
     let mut rows = Vec::new();
     let mut budget = ResultBudget::default();
@@ -746,6 +770,7 @@ fn run_statement(conn: &Connection, statement: &Statement) -> Result<StatementRe
         } else {
             columns
         },
+        decltypes,
         rows,
     })
 }
@@ -762,6 +787,7 @@ fn run_query(conn: &Connection, statement: &Statement) -> Result<QueryResult, Re
     }
     bind_params(&mut prepared, &statement.params)?;
     let columns: Vec<String> = prepared.column_names().map(|c| c.to_string()).collect();
+    let decltypes = decltypes(&prepared);
     let column_count = columns.len();
     let mut rows = Vec::new();
     let mut budget = ResultBudget::default();
@@ -771,7 +797,62 @@ fn run_query(conn: &Connection, statement: &Statement) -> Result<QueryResult, Re
         budget.charge(&values)?;
         rows.push(values);
     }
-    Ok(QueryResult { columns, rows })
+    Ok(QueryResult {
+        columns,
+        decltypes,
+        rows,
+    })
+}
+
+/// Each result column's declared type (`None` for an expression).
+fn decltypes(prepared: &rusqlite::Statement<'_>) -> Vec<Option<String>> {
+    prepared
+        .columns()
+        .map(|c| c.decl_type().map(str::to_owned))
+        .collect()
+}
+
+/// A connection that only prepares: `query_only`, so even a statement stepped by mistake could
+/// not write.
+fn open_describe_connection(path: &Path) -> Result<Connection, EngineError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    conn.execute_batch("PRAGMA query_only=1; PRAGMA busy_timeout=5000;")?;
+    Ok(conn)
+}
+
+fn describe_statement(
+    conn: &Connection,
+    sql: &str,
+    tables: &[String],
+) -> Result<Description, ReadError> {
+    let prepared = conn
+        .prepare_cached(sql)
+        .map_err(|e| SqlError::from_sqlite(&e))?;
+    let mut description = Description {
+        columns: prepared.column_names().map(|c| c.to_string()).collect(),
+        decltypes: decltypes(&prepared),
+        parameter_count: prepared.parameter_count(),
+        readonly: prepared.readonly(),
+        tables: Vec::new(),
+    };
+    drop(prepared);
+    let mut columns_of = conn
+        .prepare_cached("SELECT name, type FROM pragma_table_info(?1)")
+        .map_err(EngineError::from)?;
+    for table in tables {
+        let columns = columns_of
+            .query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(|rows| rows.collect::<Result<Vec<(String, String)>, _>>())
+            .map_err(EngineError::from)?;
+        if !columns.is_empty() {
+            description.tables.push((table.clone(), columns));
+        }
+    }
+    Ok(description)
 }
 
 fn bind_params(

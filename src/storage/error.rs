@@ -14,12 +14,14 @@ pub enum SqlError {
     /// write or the other way round.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
-    /// A constraint (UNIQUE, NOT NULL, CHECK, FOREIGN KEY) refused the change.
-    #[error("constraint violation: {0}")]
-    Constraint(String),
-    /// SQLite refused the statement (syntax error, unknown table or column, ...).
-    #[error("{0}")]
-    Statement(String),
+    /// A constraint (UNIQUE, NOT NULL, CHECK, FOREIGN KEY) refused the change. `code` is
+    /// SQLite's extended result code (`SQLITE_CONSTRAINT_UNIQUE`, ...), which tells which kind.
+    #[error("constraint violation: {message}")]
+    Constraint { code: i32, message: String },
+    /// SQLite refused the statement (syntax error, unknown table or column, ...). `code` is
+    /// SQLite's extended result code, or 0 when the error did not come from SQLite itself.
+    #[error("{message}")]
+    Statement { code: i32, message: String },
 }
 
 impl SqlError {
@@ -27,11 +29,12 @@ impl SqlError {
     pub fn from_sqlite(error: &rusqlite::Error) -> Self {
         match error {
             rusqlite::Error::SqliteFailure(e, message) => {
-                let text = message.clone().unwrap_or_else(|| e.to_string());
+                let message = message.clone().unwrap_or_else(|| e.to_string());
+                let code = e.extended_code;
                 if e.code == rusqlite::ErrorCode::ConstraintViolation {
-                    SqlError::Constraint(text)
+                    SqlError::Constraint { code, message }
                 } else {
-                    SqlError::Statement(text)
+                    SqlError::Statement { code, message }
                 }
             }
             rusqlite::Error::InvalidParameterCount(given, expected) => SqlError::InvalidRequest(
@@ -40,7 +43,10 @@ impl SqlError {
             rusqlite::Error::MultipleStatement => SqlError::InvalidRequest(
                 "one statement per entry: split the SQL into separate statements".into(),
             ),
-            other => SqlError::Statement(other.to_string()),
+            other => SqlError::Statement {
+                code: 0,
+                message: other.to_string(),
+            },
         }
     }
 }

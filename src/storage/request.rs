@@ -55,6 +55,10 @@ pub struct StatementResult {
     pub last_insert_id: i64,
     /// Column names when the statement returned rows (`RETURNING`), else empty.
     pub columns: Vec<String>,
+    /// Each column's declared type (`sqlite3_column_decltype`): `None` for an expression.
+    /// Front ends with typed protocols (PostgreSQL) derive result types from it.
+    #[serde(default)]
+    pub decltypes: Vec<Option<String>>,
     pub rows: Vec<Vec<SqlValue>>,
 }
 
@@ -62,5 +66,24 @@ pub struct StatementResult {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct QueryResult {
     pub columns: Vec<String>,
+    /// Each column's declared type, as in [`StatementResult::decltypes`].
+    #[serde(default)]
+    pub decltypes: Vec<Option<String>>,
     pub rows: Vec<Vec<SqlValue>>,
+}
+
+/// What a statement would do, learned by preparing it without running it (the PostgreSQL
+/// front end's Parse/Describe).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Description {
+    /// Result column names (empty for a statement that returns no rows).
+    pub columns: Vec<String>,
+    /// Each result column's declared type; `None` for an expression.
+    pub decltypes: Vec<Option<String>>,
+    /// The number of parameters (the highest `?N`).
+    pub parameter_count: usize,
+    /// SQLite's `sqlite3_stmt_readonly`.
+    pub readonly: bool,
+    /// Columns (name, declared type) of each table asked about that exists, in table order.
+    pub tables: Vec<(String, Vec<(String, String)>)>,
 }

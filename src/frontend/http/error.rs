@@ -46,8 +46,8 @@ impl From<RequestError> for ApiError {
             RequestError::Sql(SqlError::InvalidRequest(_)) => {
                 (StatusCode::BAD_REQUEST, "invalid_request")
             }
-            RequestError::Sql(SqlError::Statement(_)) => (StatusCode::BAD_REQUEST, "sql_error"),
-            RequestError::Sql(SqlError::Constraint(_)) => {
+            RequestError::Sql(SqlError::Statement { .. }) => (StatusCode::BAD_REQUEST, "sql_error"),
+            RequestError::Sql(SqlError::Constraint { .. }) => {
                 (StatusCode::CONFLICT, "constraint_violation")
             }
             RequestError::NotLeader { .. } | RequestError::NoLeader(_) => {

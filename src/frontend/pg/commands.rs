@@ -1,0 +1,538 @@
+//! Statements the front end answers itself, without SQLite: session settings (`SET`, `SHOW`,
+//! `RESET`), the handful of PostgreSQL functions clients call on connect (`SELECT version()`,
+//! `current_database()`, ...), and the commands it refuses by name (explicit transactions,
+//! `COPY`, `LISTEN`, ...: SQLSTATE 0A000 until their increments land).
+//!
+//! A setting is accepted only when Phalanx really behaves that way: `SET TimeZone = 'UTC'` is
+//! fine, another zone is refused rather than ignored.
+
+use std::collections::BTreeMap;
+
+use crate::dispatch::Consistency;
+use crate::frontend::pg::error::{PgError, error, not_supported};
+use crate::frontend::pg::sql::{SqlText, TokenKind};
+
+/// The version this server reports (`server_version`, `version()`).
+pub const SERVER_VERSION: &str = concat!("15.0 (Phalanx ", env!("CARGO_PKG_VERSION"), ")");
+
+/// Parameters reported to the client with ParameterStatus whenever they change (PostgreSQL's
+/// GUC_REPORT set).
+pub const REPORTED: [&str; 9] = [
+    "server_version",
+    "server_encoding",
+    "client_encoding",
+    "DateStyle",
+    "integer_datetimes",
+    "standard_conforming_strings",
+    "TimeZone",
+    "application_name",
+    "IntervalStyle",
+];
+
+/// A session's settings, by canonical name (PostgreSQL's spelling, e.g. `DateStyle`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    values: BTreeMap<&'static str, String>,
+    pub consistency: Consistency,
+}
+
+/// Every setting the front end knows, with its default.
+fn defaults() -> Vec<(&'static str, String)> {
+    vec![
+        ("server_version", SERVER_VERSION.into()),
+        ("server_version_num", "150000".into()),
+        ("server_encoding", "UTF8".into()),
+        ("client_encoding", "UTF8".into()),
+        ("DateStyle", "ISO, MDY".into()),
+        ("IntervalStyle", "postgres".into()),
+        ("integer_datetimes", "on".into()),
+        ("standard_conforming_strings", "on".into()),
+        ("TimeZone", "UTC".into()),
+        ("application_name", String::new()),
+        ("search_path", "\"$user\", public".into()),
+        ("extra_float_digits", "1".into()),
+        ("is_superuser", "on".into()),
+        ("max_identifier_length", "63".into()),
+        ("transaction_isolation", "serializable".into()),
+        ("default_transaction_isolation", "serializable".into()),
+        ("default_transaction_read_only", "off".into()),
+        ("statement_timeout", "0".into()),
+        ("lock_timeout", "0".into()),
+        ("idle_in_transaction_session_timeout", "0".into()),
+        ("phalanx.read_consistency", "linearizable".into()),
+    ]
+}
+
+fn canonical(name: &str) -> Option<&'static str> {
+    let lower = name.to_ascii_lowercase();
+    let lower = match lower.as_str() {
+        "names" => "client_encoding",
+        "time zone" | "timezone" => "TimeZone",
+        "schema" => "search_path",
+        other => other,
+    }
+    .to_ascii_lowercase();
+    defaults()
+        .into_iter()
+        .map(|(n, _)| n)
+        .find(|n| n.eq_ignore_ascii_case(&lower))
+}
+
+impl Settings {
+    /// Defaults, then the startup packet's parameters where they are acceptable.
+    pub fn new(startup: &BTreeMap<String, String>) -> Settings {
+        let mut settings = Settings {
+            values: defaults().into_iter().collect(),
+            consistency: Consistency::Linearizable,
+        };
+        for (name, value) in startup {
+            if let Some(name) = canonical(name) {
+                // A startup value we cannot honour keeps the default; the client sees the real
+                // value in ParameterStatus.
+                let _ = settings.set(name, value);
+            }
+        }
+        settings
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        canonical(name).and_then(|n| self.values.get(n).map(String::as_str))
+    }
+
+    /// The reported parameters and their values, for ParameterStatus at startup.
+    pub fn reported(&self) -> Vec<(&'static str, String)> {
+        REPORTED
+            .iter()
+            .map(|n| (*n, self.values.get(n).cloned().unwrap_or_default()))
+            .collect()
+    }
+
+    /// Sets `name` to `value` if Phalanx behaves that way; returns the canonical name.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<&'static str, PgError> {
+        let Some(name) = canonical(name) else {
+            return Err(not_supported(format!("configuration parameter \"{name}\"")));
+        };
+        let trimmed = value.trim();
+        let lower = trimmed.to_ascii_lowercase();
+        let stored = match name {
+            "client_encoding" => match lower.as_str() {
+                "utf8" | "utf-8" | "unicode" => "UTF8".to_owned(),
+                _ => {
+                    return Err(not_supported(format!(
+                        "client_encoding \"{trimmed}\" (only UTF8)"
+                    )));
+                }
+            },
+            "DateStyle" => {
+                if !lower.split(',').any(|p| p.trim() == "iso") && !lower.is_empty() {
+                    return Err(not_supported(format!("DateStyle \"{trimmed}\" (only ISO)")));
+                }
+                let order = ["dmy", "ymd", "mdy"]
+                    .into_iter()
+                    .find(|o| lower.contains(o))
+                    .unwrap_or("mdy")
+                    .to_ascii_uppercase();
+                format!("ISO, {order}")
+            }
+            "IntervalStyle" if lower == "postgres" => "postgres".to_owned(),
+            "TimeZone" => match lower.as_str() {
+                "utc" | "gmt" | "etc/utc" | "etc/gmt" | "z" | "zulu" | "0" | "+00" | "+00:00"
+                | "universal" => "UTC".to_owned(),
+                _ => return Err(not_supported(format!("TimeZone \"{trimmed}\" (only UTC)"))),
+            },
+            "application_name" => trimmed.chars().take(63).collect(),
+            "search_path" => {
+                let known = lower.split(',').all(|p| {
+                    matches!(
+                        p.trim().trim_matches('"'),
+                        "public" | "pg_catalog" | "$user" | ""
+                    )
+                });
+                if !known {
+                    return Err(not_supported(format!(
+                        "search_path \"{trimmed}\" (every table is in schema public)"
+                    )));
+                }
+                trimmed.to_owned()
+            }
+            "extra_float_digits" => match lower.parse::<i32>() {
+                // 1..3 all mean "shortest exact", which is what the encoder writes.
+                Ok(1..=3) => lower,
+                _ => {
+                    return Err(not_supported(format!(
+                        "extra_float_digits {trimmed} (only 1 to 3)"
+                    )));
+                }
+            },
+            "statement_timeout" | "lock_timeout" | "idle_in_transaction_session_timeout" => {
+                match lower.trim_end_matches("ms").trim_end_matches('s') {
+                    "0" => "0".to_owned(),
+                    _ => return Err(not_supported(format!("{name} other than 0"))),
+                }
+            }
+            "standard_conforming_strings" if lower == "on" => "on".to_owned(),
+            "phalanx.read_consistency" => {
+                self.consistency = match lower.as_str() {
+                    "linearizable" => Consistency::Linearizable,
+                    "session" => Consistency::Session,
+                    "any" => Consistency::Any,
+                    _ => {
+                        return Err(error(
+                            "22023",
+                            format!(
+                                "invalid value for parameter \"phalanx.read_consistency\": \"{trimmed}\" (linearizable, session or any)"
+                            ),
+                        ));
+                    }
+                };
+                lower
+            }
+            "IntervalStyle" | "standard_conforming_strings" => {
+                return Err(not_supported(format!("{name} \"{trimmed}\"")));
+            }
+            other => {
+                return Err(error(
+                    "55P02",
+                    format!("parameter \"{other}\" cannot be changed"),
+                ));
+            }
+        };
+        self.values.insert(name, stored);
+        Ok(name)
+    }
+
+    /// Back to the default; returns the canonical name.
+    pub fn reset(&mut self, name: &str) -> Result<&'static str, PgError> {
+        let Some(name) = canonical(name) else {
+            return Err(not_supported(format!("configuration parameter \"{name}\"")));
+        };
+        let default = defaults()
+            .into_iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        if name == "phalanx.read_consistency" {
+            self.consistency = Consistency::Linearizable;
+        }
+        self.values.insert(name, default);
+        Ok(name)
+    }
+
+    pub fn all(&self) -> Vec<(String, String)> {
+        self.values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+}
+
+/// A statement answered by the front end itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// `SET name TO value` (`SET LOCAL` is a no-op outside a transaction, as in PostgreSQL).
+    Set {
+        name: String,
+        value: String,
+        local: bool,
+    },
+    /// `SET name TO DEFAULT`, `RESET name`; `None` is `RESET ALL`.
+    Reset { name: Option<String> },
+    /// `SHOW name`; `None` is `SHOW ALL`.
+    Show { name: Option<String> },
+    /// `SELECT f()` for a session function: one row, one column.
+    Function { column: String, function: Function },
+}
+
+/// Session functions answered locally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    Version,
+    CurrentDatabase,
+    CurrentUser,
+    CurrentSchema,
+    BackendPid,
+}
+
+/// Classifies `statement`: `None` for ordinary SQL (SQLite runs it), `Some(Ok)` for a command
+/// answered here, `Some(Err)` for one refused here.
+pub fn parse_command(statement: &SqlText) -> Option<Result<Command, PgError>> {
+    let first = statement.word(0)?;
+    match first.as_str() {
+        "SET" => Some(parse_set(statement)),
+        "RESET" => Some(match statement.word(1).as_deref() {
+            Some("ALL") => Ok(Command::Reset { name: None }),
+            _ => setting_name(statement, 1)
+                .map(|(name, _)| Command::Reset { name: Some(name) })
+                .ok_or_else(|| error("42601", "syntax error in RESET")),
+        }),
+        "SHOW" => Some(match statement.word(1).as_deref() {
+            Some("ALL") => Ok(Command::Show { name: None }),
+            Some("TRANSACTION") if statement.is_word(2, "ISOLATION") => Ok(Command::Show {
+                name: Some("transaction_isolation".into()),
+            }),
+            Some("TIME") if statement.is_word(2, "ZONE") => Ok(Command::Show {
+                name: Some("TimeZone".into()),
+            }),
+            _ => setting_name(statement, 1)
+                .map(|(name, _)| Command::Show { name: Some(name) })
+                .ok_or_else(|| error("42601", "syntax error in SHOW")),
+        }),
+        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE" => {
+            Some(Err(error(
+                "0A000",
+                format!(
+                    "explicit transactions are not supported yet ({first}): every statement \
+                     runs as its own transaction"
+                ),
+            )))
+        }
+        "PREPARE" | "EXECUTE" | "DEALLOCATE" | "DISCARD" | "LISTEN" | "UNLISTEN" | "NOTIFY"
+        | "COPY" | "DECLARE" | "FETCH" | "MOVE" | "CLOSE" | "LOCK" | "TRUNCATE" | "GRANT"
+        | "REVOKE" | "COMMENT" | "VACUUM" | "CHECKPOINT" | "DO" | "CALL" | "LOAD" | "REFRESH"
+        | "CLUSTER" | "SECURITY" | "IMPORT" | "REASSIGN" => Some(Err(not_supported(first))),
+        "SELECT" => parse_function(statement).map(Ok),
+        _ => None,
+    }
+}
+
+/// A setting name at token `at` (`a` or `a.b`); returns it and the index after it.
+fn setting_name(statement: &SqlText, at: usize) -> Option<(String, usize)> {
+    let sql = &statement.sql;
+    let tokens = &statement.tokens;
+    let mut name = tokens.get(at)?.identifier(sql)?;
+    let mut next = at + 1;
+    while tokens.get(next).is_some_and(|t| t.is_punct(sql, "."))
+        && let Some(part) = tokens.get(next + 1).and_then(|t| t.identifier(sql))
+    {
+        name = format!("{name}.{part}");
+        next += 2;
+    }
+    Some((name, next))
+}
+
+fn parse_set(statement: &SqlText) -> Result<Command, PgError> {
+    let sql = &statement.sql;
+    let tokens = &statement.tokens;
+    let mut at = 1;
+    let mut local = false;
+    match statement.word(1).as_deref() {
+        Some("SESSION") if !statement.is_word(2, "CHARACTERISTICS") => at = 2,
+        Some("LOCAL") => {
+            local = true;
+            at = 2;
+        }
+        _ => {}
+    }
+    let syntax = || error("42601", "syntax error in SET");
+    let (name, mut next) = match (statement.word(at).as_deref(), statement.word(at + 1)) {
+        (Some("TIME"), Some(zone)) if zone == "ZONE" => ("TimeZone".to_owned(), at + 2),
+        (Some("NAMES"), _) => ("client_encoding".to_owned(), at + 1),
+        (Some("SCHEMA"), _) => ("search_path".to_owned(), at + 1),
+        (Some("TRANSACTION" | "SESSION"), _) => {
+            return Err(not_supported("SET TRANSACTION"));
+        }
+        _ => setting_name(statement, at).ok_or_else(syntax)?,
+    };
+    if tokens
+        .get(next)
+        .is_some_and(|t| t.is_word(sql, "TO") || t.is_punct(sql, "="))
+    {
+        next += 1;
+    }
+    if next >= tokens.len() {
+        return Err(syntax());
+    }
+    if statement.is_word(next, "DEFAULT") || statement.is_word(next, "LOCAL") {
+        return Ok(Command::Reset { name: Some(name) });
+    }
+    let mut parts: Vec<String> = Vec::new();
+    for token in &tokens[next..] {
+        let text = token.text(sql);
+        match token.kind {
+            TokenKind::String => {
+                let inner = text
+                    .get(1..text.len().saturating_sub(1))
+                    .unwrap_or("")
+                    .replace("''", "'");
+                parts.push(inner);
+            }
+            TokenKind::Punct if text == "," => {}
+            TokenKind::Punct if text == "-" || text == "+" => parts.push(text.to_owned()),
+            TokenKind::Word => parts.push(text.to_ascii_lowercase()),
+            _ => {
+                let piece = token.identifier(sql).unwrap_or_else(|| text.to_owned());
+                match parts.last_mut() {
+                    Some(sign) if sign == "-" || sign == "+" => sign.push_str(&piece),
+                    _ => parts.push(piece),
+                }
+            }
+        }
+    }
+    Ok(Command::Set {
+        name,
+        value: parts.join(", "),
+        local,
+    })
+}
+
+/// `SELECT version()`, `SELECT pg_catalog.current_database() AS db`, `SELECT current_user`.
+fn parse_function(statement: &SqlText) -> Option<Command> {
+    let sql = &statement.sql;
+    let mut words: Vec<String> = statement
+        .tokens
+        .iter()
+        .skip(1)
+        .map(|t| t.text(sql).to_ascii_lowercase())
+        .collect();
+    if words.len() >= 2 && words[0] == "pg_catalog" && words[1] == "." {
+        words.drain(0..2);
+    }
+    let (call, rest) = if words.get(1).map(String::as_str) == Some("(")
+        && words.get(2).map(String::as_str) == Some(")")
+    {
+        (words.first()?.clone(), &words[3..])
+    } else {
+        (words.first()?.clone(), &words[1..])
+    };
+    let function = match call.as_str() {
+        "version" => Function::Version,
+        "current_database" | "current_catalog" => Function::CurrentDatabase,
+        "current_user" | "session_user" | "user" => Function::CurrentUser,
+        "current_schema" => Function::CurrentSchema,
+        "pg_backend_pid" => Function::BackendPid,
+        _ => return None,
+    };
+    let column = match rest {
+        [] => call,
+        [as_word, alias] if as_word == "as" => alias.trim_matches('"').to_owned(),
+        [alias] => alias.trim_matches('"').to_owned(),
+        _ => return None,
+    };
+    Some(Command::Function { column, function })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn command(sql: &str) -> Option<Result<Command, String>> {
+        parse_command(&SqlText::new(sql)).map(|r| r.map_err(|e| e.code))
+    }
+
+    #[test]
+    fn parses_set_show_reset() {
+        assert_eq!(
+            command("SET application_name = 'psql'"),
+            Some(Ok(Command::Set {
+                name: "application_name".into(),
+                value: "psql".into(),
+                local: false
+            }))
+        );
+        assert_eq!(
+            command("set phalanx.read_consistency to session"),
+            Some(Ok(Command::Set {
+                name: "phalanx.read_consistency".into(),
+                value: "session".into(),
+                local: false
+            }))
+        );
+        assert_eq!(
+            command("SET search_path TO public, pg_catalog"),
+            Some(Ok(Command::Set {
+                name: "search_path".into(),
+                value: "public, pg_catalog".into(),
+                local: false
+            }))
+        );
+        assert_eq!(
+            command("SET TIME ZONE 'UTC'"),
+            Some(Ok(Command::Set {
+                name: "TimeZone".into(),
+                value: "UTC".into(),
+                local: false
+            }))
+        );
+        assert_eq!(
+            command("SHOW server_version"),
+            Some(Ok(Command::Show {
+                name: Some("server_version".into())
+            }))
+        );
+        assert_eq!(
+            command("RESET ALL"),
+            Some(Ok(Command::Reset { name: None }))
+        );
+        assert_eq!(command("BEGIN"), Some(Err("0A000".into())));
+        assert_eq!(command("start transaction"), Some(Err("0A000".into())));
+        assert_eq!(command("COPY t FROM STDIN"), Some(Err("0A000".into())));
+        assert_eq!(command("SELECT * FROM t"), None);
+        assert_eq!(command("INSERT INTO t VALUES (1)"), None);
+    }
+
+    #[test]
+    fn parses_session_functions() {
+        assert_eq!(
+            command("select version()"),
+            Some(Ok(Command::Function {
+                column: "version".into(),
+                function: Function::Version
+            }))
+        );
+        assert_eq!(
+            command("SELECT pg_catalog.current_database() AS db"),
+            Some(Ok(Command::Function {
+                column: "db".into(),
+                function: Function::CurrentDatabase
+            }))
+        );
+        assert_eq!(
+            command("SELECT current_user"),
+            Some(Ok(Command::Function {
+                column: "current_user".into(),
+                function: Function::CurrentUser
+            }))
+        );
+        assert_eq!(command("SELECT version() + 1"), None);
+    }
+
+    #[test]
+    fn settings_accept_only_what_phalanx_does() {
+        let mut s = Settings::new(&BTreeMap::from([(
+            "application_name".to_owned(),
+            "app".to_owned(),
+        )]));
+        assert_eq!(s.get("application_name"), Some("app"));
+        assert!(s.set("client_encoding", "utf8").is_ok());
+        assert_eq!(
+            s.set("client_encoding", "latin1").map_err(|e| e.code),
+            Err("0A000".into())
+        );
+        assert_eq!(
+            s.set("TimeZone", "Europe/Paris").map_err(|e| e.code),
+            Err("0A000".into())
+        );
+        assert_eq!(
+            s.set("datestyle", "iso, dmy").map_err(|e| e.code),
+            Ok("DateStyle")
+        );
+        assert_eq!(s.get("DateStyle"), Some("ISO, DMY"));
+        assert_eq!(
+            s.set("server_version", "1").map_err(|e| e.code),
+            Err("55P02".into())
+        );
+        assert_eq!(
+            s.set("work_mem", "1MB").map_err(|e| e.code),
+            Err("0A000".into())
+        );
+        assert!(s.set("phalanx.read_consistency", "session").is_ok());
+        assert_eq!(s.consistency, Consistency::Session);
+        assert_eq!(
+            s.set("phalanx.read_consistency", "eventual")
+                .map_err(|e| e.code),
+            Err("22023".into())
+        );
+        assert!(s.reset("phalanx.read_consistency").is_ok());
+        assert_eq!(s.consistency, Consistency::Linearizable);
+    }
+}

@@ -1,0 +1,56 @@
+//! The PostgreSQL wire protocol (v3) on every node, through the `pgwire` crate: `psql`,
+//! drivers and tools connect to any node, follower included, and run autocommit work.
+//!
+//! # Life of a query
+//!
+//! 1. [`server::serve`] accepts the connection (at most `max_pg_connections`, else 53300),
+//!    refuses SSL/GSS encryption, and runs the connection's message loop; every frontend
+//!    message passes through [`framing::LimitedStream`] (the `max_message_bytes` limit) and
+//!    pgwire's decoder.
+//! 2. Startup: [`session::Handler`] accepts the user (trust), sends ParameterStatus
+//!    (`server_version`, encodings, `DateStyle`, `TimeZone`, ...), BackendKeyData and
+//!    ReadyForQuery.
+//! 3. Simple query: [`sql::split_statements`] splits the string with a PostgreSQL-aware lexer;
+//!    [`commands`] answers session commands (`SET`, `SHOW`, `RESET`, `SELECT version()`) and
+//!    refuses the unsupported ones by name (0A000); consecutive SQL statements run as one
+//!    implicit transaction, as in PostgreSQL: with a write among them, together as one
+//!    `Dispatcher::execute` on the leader; reads alone through `Dispatcher::query` at the
+//!    session's consistency.
+//! 4. Extended query: Parse plans the statement once — SQLite prepares it without running it
+//!    (`Engine::describe`, after this node applied the session's writes) to learn its result
+//!    columns and declared types, its parameter count and whether it only reads; parameter
+//!    types are inferred from the columns they meet ([`sql::infer_parameter_decltypes`]).
+//!    Bind decodes parameters by type and format ([`types::decode_parameter`]); Execute routes
+//!    by SQLite's read-only verdict.
+//! 5. Results: each column gets a PostgreSQL type ([`types`]), values are encoded in text or
+//!    binary, the CommandComplete tag is PostgreSQL's ([`tags`]); errors carry SQLSTATEs from
+//!    the one mapping in [`error`].
+//!
+//! Sessions remember their settings, their read consistency
+//! (`SET phalanx.read_consistency = 'linearizable' | 'session' | 'any'`, default
+//! linearizable) and the last log index they wrote or read, so `session` reads see the
+//! session's own writes wherever they are served.
+//!
+//! # Not yet (next increments)
+//!
+//! - Explicit transactions (`BEGIN` ... `COMMIT`, savepoints, failed-transaction state): 0A000
+//!   for now. They need the engine to hold its single write connection for one interactive
+//!   transaction at a time.
+//! - The PostgreSQL dialect: only `$N` placeholders are rewritten. `::` casts, `SERIAL`,
+//!   `now()`, `ILIKE`, `ON CONFLICT`, ... need the sqlparser-based translation (`VisitorMut`),
+//!   which will also type expression columns properly (today `count(*)` and literals are
+//!   typed by their text, other expressions by their values or as text).
+//! - `pg_catalog` / `information_schema`: psql's `\d` family and driver introspection.
+//! - TLS, SCRAM/MD5 authentication, CancelRequest, COPY, `date`/`timestamp` types (sent as
+//!   text today).
+
+pub mod commands;
+pub mod error;
+pub mod framing;
+pub mod server;
+pub mod session;
+pub mod sql;
+pub mod tags;
+pub mod types;
+
+pub use server::{PgSettings, serve};

@@ -322,7 +322,12 @@ async fn tokio_postgres_on_a_follower() {
 
 /// Runs psql against `port` with `args`; returns (success, stdout, stderr).
 fn psql(port: &str, args: &[&str]) -> (bool, String, String) {
+    psql_with(port, args, &[])
+}
+
+fn psql_with(port: &str, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
     let output = std::process::Command::new("psql")
+        .envs(env.iter().copied())
         .args([
             "-X",
             "-h",
@@ -415,6 +420,21 @@ async fn psql_script_on_a_follower() {
     let (ok, out, err) = psql(&port, &["-At", "-c", "SELECT body FROM notes"]);
     assert!(ok, "{err}");
     assert_eq!(out.trim(), "uno");
+
+    // Startup options are honoured or refused, never ignored.
+    let (ok, out, err) = psql_with(
+        &port,
+        &["-At", "-c", "SHOW phalanx.read_consistency"],
+        &[("PGOPTIONS", "-c phalanx.read_consistency=any")],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "any");
+    let (ok, _, err) = psql_with(
+        &port,
+        &["-At", "-c", "SELECT 1"],
+        &[("PGOPTIONS", "-c TimeZone=Europe/Paris")],
+    );
+    assert!(!ok && err.contains("TimeZone"), "{err}");
 }
 
 /// A connected raw socket past startup (ReadyForQuery received).

@@ -226,6 +226,43 @@ impl Settings {
     }
 }
 
+/// The settings in a startup packet's `options`: `-c name=value`, `-cname=value` or
+/// `--name=value`, separated by spaces (`\ ` escapes a space).
+pub fn parse_options(options: &str) -> Vec<(String, String)> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut chars = options.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => word.extend(chars.next()),
+            c if c.is_whitespace() => {
+                if !word.is_empty() {
+                    words.push(std::mem::take(&mut word));
+                }
+            }
+            c => word.push(c),
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    let mut settings = Vec::new();
+    let mut words = words.into_iter();
+    while let Some(word) = words.next() {
+        let pair = if word == "-c" {
+            words.next()
+        } else {
+            word.strip_prefix("-c")
+                .or_else(|| word.strip_prefix("--"))
+                .map(str::to_owned)
+        };
+        if let Some((name, value)) = pair.as_deref().and_then(|p| p.split_once('=')) {
+            settings.push((name.replace('-', "_"), value.to_owned()));
+        }
+    }
+    settings
+}
+
 /// A statement answered by the front end itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
@@ -494,6 +531,20 @@ mod tests {
             }))
         );
         assert_eq!(command("SELECT version() + 1"), None);
+    }
+
+    #[test]
+    fn parses_startup_options() {
+        assert_eq!(
+            parse_options(
+                "-c phalanx.read_consistency=any --application-name=x\\ y -cTimeZone=UTC"
+            ),
+            vec![
+                ("phalanx.read_consistency".to_owned(), "any".to_owned()),
+                ("application_name".to_owned(), "x y".to_owned()),
+                ("TimeZone".to_owned(), "UTC".to_owned()),
+            ]
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Instant;
 
 use async_trait::async_trait;
@@ -515,6 +515,10 @@ fn simple_response(outcome: Outcome) -> Response {
     }
 }
 
+/// Process ids (BackendKeyData, `pg_backend_pid()`) are unique per node process.
+static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
+    LazyLock::new(RandomPidSecretKeyGenerator::default);
+
 /// The pgwire handlers of one connection.
 pub struct Handler {
     session: Arc<Session>,
@@ -562,11 +566,22 @@ impl StartupHandler for Handler {
             .get("database")
             .cloned()
             .unwrap_or_else(|| user.clone());
-        let (pid, secret_key) = RandomPidSecretKeyGenerator::default().generate(client);
+        let mut settings = Settings::new(&startup.parameters);
+        // `options` (libpq's PGOPTIONS, `-c name=value`) is an explicit request: a setting
+        // Phalanx cannot honour refuses the connection, as PostgreSQL does.
+        if let Some(options) = startup.parameters.get("options") {
+            for (name, value) in commands::parse_options(options) {
+                if let Err(mut e) = settings.set(&name, &value) {
+                    e.severity = "FATAL".into();
+                    return Err(into_pgwire(e));
+                }
+            }
+        }
+        let (pid, secret_key) = PIDS.generate(client);
         client.set_pid_and_secret_key(pid, secret_key.clone());
         let reported = {
             let mut state = self.session.state();
-            state.settings = Settings::new(&startup.parameters);
+            state.settings = settings;
             state.user = user;
             state.database = database;
             state.pid = pid;

@@ -757,9 +757,24 @@ async fn start_without_cluster_flags_runs_a_single_node_cluster() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    // The scenario: the node idles for longer than the leader lease, then writes again (a sole
+    // voter has nobody to acknowledge its leadership and must still accept writes).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let later = json!({"statements": [{"sql": "INSERT INTO solo VALUES (2)"}]});
+    let after_idle = client
+        .post(format!("http://{http}/v1/execute"))
+        .json(&later)
+        .send()
+        .await
+        .map(|r| r.status().as_u16());
     let _ = child.kill();
     let _ = child.wait();
     result.expect("single-node cluster serves writes");
+    assert_eq!(
+        after_idle.ok(),
+        Some(200),
+        "a single node still writes after idling"
+    );
     assert!(
         dir.path().join("phalanx-data/db.sqlite").exists(),
         "default data directory ./phalanx-data"

@@ -169,7 +169,10 @@ async fn wait_until_ready_to_lead(
     let leader = raft.as_leader().map_err(|f| RequestError::NotLeader {
         leader: f.leader_id,
     })?;
-    if let Some(acked) = leader.last_quorum_acked()
+    // A sole voter is its own quorum: nobody else acknowledges it, and nobody needs to.
+    let sole_voter = raft.voter_ids().count() <= 1;
+    if !sole_voter
+        && let Some(acked) = leader.last_quorum_acked()
         && acked.elapsed() > settings.leader_lease
     {
         return Err(RequestError::NoLeader(format!(

@@ -140,7 +140,7 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
     );
     println!("Ctrl-C stops every node.");
 
-    wait_for_signal().await;
+    crate::node::wait_for_signal().await;
     println!("phalanx: stopping {} nodes", children.len());
     stop_all(&mut children).await;
     Ok(())
@@ -187,24 +187,6 @@ async fn wait_for_leader(nodes: &[LocalNode]) -> Result<u64, LocalError> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Err(LocalError::NoLeader(STARTUP_TIMEOUT))
-}
-
-async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 async fn stop_all(children: &mut [(u64, Child)]) {

@@ -58,7 +58,8 @@ pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
     start(config, stop_rx).await
 }
 
-async fn wait_for_signal() {
+/// Resolves on SIGTERM or SIGINT.
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::terminate()),

@@ -45,6 +45,14 @@ pub struct ReadOutcome {
     pub index: LogIndex,
 }
 
+/// Where a leader-only operation runs.
+enum Route {
+    /// This node leads.
+    Local,
+    /// Through the leader at this address.
+    Forward(NodeAddr),
+}
+
 /// Deadlines of the request path.
 #[derive(Debug, Clone)]
 pub struct Timeouts {
@@ -75,22 +83,46 @@ impl Dispatcher {
     /// Runs one transaction on the leader, wherever it is.
     pub async fn execute(&self, statements: Vec<Statement>) -> Result<WriteOutcome, RequestError> {
         let deadline = Instant::now() + self.timeouts.write;
+        let statements = &statements;
+        self.on_leader(deadline, move |route| async move {
+            match route {
+                Route::Local => self.pipeline.submit(statements.clone()).await,
+                Route::Forward(leader) => self.forward_execute(&leader, statements, deadline).await,
+            }
+        })
+        .await
+    }
+
+    /// Runs `attempt` on the leader — locally when this node leads, else through the leader's
+    /// address — retrying while there is no reachable leader (`NotLeader`) until a leader turns
+    /// up, `leader_wait` passes without one, or `deadline` passes. A leader known to openraft
+    /// but silent for longer than the election timeout counts as none: on a minority side it is
+    /// unreachable, and asking it would only end in a timeout.
+    async fn on_leader<T, F, Fut>(
+        &self,
+        deadline: Instant,
+        mut attempt: F,
+    ) -> Result<T, RequestError>
+    where
+        F: FnMut(Route) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RequestError>>,
+    {
         let mut leaderless_since: Option<Instant> = None;
         loop {
-            let attempt = match self.raft.as_leader() {
-                Ok(_) => self.pipeline.submit(statements.clone()).await,
+            let result = match self.raft.as_leader() {
+                Ok(_) => attempt(Route::Local).await,
                 Err(forward) => match forward.leader_node {
                     Some(leader)
                         if self
                             .leader_contact
                             .heard_within(self.timeouts.leader_silence) =>
                     {
-                        self.forward_execute(&leader, &statements, deadline).await
+                        attempt(Route::Forward(leader)).await
                     }
                     _ => Err(RequestError::NotLeader { leader: None }),
                 },
             };
-            match attempt {
+            match result {
                 Err(RequestError::NotLeader { .. }) => {
                     let since = *leaderless_since.get_or_insert_with(Instant::now);
                     if Instant::now() >= deadline || since.elapsed() >= self.timeouts.leader_wait {
@@ -194,48 +226,31 @@ impl Dispatcher {
     /// The index a linearizable read must observe: confirmed by the leader with a quorum
     /// round (openraft's ReadIndex), asked over the RPC when this node follows.
     pub async fn read_index(&self, deadline: Instant) -> Result<LogIndex, RequestError> {
-        let mut leaderless_since: Option<Instant> = None;
-        loop {
-            let attempt = match self.raft.as_leader() {
-                Ok(_) => self.local_read_index(deadline).await,
-                Err(forward) => match forward.leader_node {
-                    Some(leader)
-                        if self
-                            .leader_contact
-                            .heard_within(self.timeouts.leader_silence) =>
-                    {
-                        let remaining = deadline.saturating_duration_since(Instant::now());
-                        match self
-                            .peers
-                            .call::<_, Result<LogIndex, RequestError>>(
-                                &leader.raft,
-                                paths::READ_INDEX,
-                                &(),
-                                remaining,
-                            )
-                            .await
-                        {
-                            Ok(answer) => answer,
-                            Err(PeerError::Timeout { .. }) => Err(RequestError::Timeout(
-                                "leader did not confirm the read index".into(),
-                            )),
-                            Err(_) => Err(RequestError::NotLeader { leader: None }),
-                        }
+        self.on_leader(deadline, move |route| async move {
+            match route {
+                Route::Local => self.local_read_index(deadline).await,
+                Route::Forward(leader) => {
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    let reply = self
+                        .peers
+                        .call::<_, Result<LogIndex, RequestError>>(
+                            &leader.raft,
+                            paths::READ_INDEX,
+                            &(),
+                            remaining,
+                        )
+                        .await;
+                    match reply {
+                        Ok(answer) => answer,
+                        Err(PeerError::Timeout { .. }) => Err(RequestError::Timeout(
+                            "leader did not confirm the read index".into(),
+                        )),
+                        Err(_) => Err(RequestError::NotLeader { leader: None }),
                     }
-                    _ => Err(RequestError::NotLeader { leader: None }),
-                },
-            };
-            match attempt {
-                Err(RequestError::NotLeader { .. }) => {
-                    let since = *leaderless_since.get_or_insert_with(Instant::now);
-                    if Instant::now() >= deadline || since.elapsed() >= self.timeouts.leader_wait {
-                        return Err(self.no_leader_error());
-                    }
-                    self.wait_for_leader_change(deadline).await;
                 }
-                other => return other,
             }
-        }
+        })
+        .await
     }
 
     /// Leader side of a read index request.

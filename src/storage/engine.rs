@@ -738,19 +738,8 @@ fn run_statement(conn: &Connection, statement: &Statement) -> Result<StatementRe
         .map_err(|e| SqlError::from_sqlite(&e))?;
     bind_params(&mut prepared, &statement.params)?;
     let readonly = prepared.readonly();
-    let columns: Vec<String> = prepared.column_names().map(|c| c.to_string()).collect();
-    let decltypes = decltypes(&prepared);
+    let (columns, decltypes, rows) = collect_rows(&mut prepared)?;
     let column_count = columns.len();
-    let mut rows = Vec::new();
-    let mut budget = ResultBudget::default();
-    {
-        let mut cursor = prepared.raw_query();
-        while let Some(row) = cursor.next().map_err(|e| SqlError::from_sqlite(&e))? {
-            let values = read_row(row, column_count)?;
-            budget.charge(&values)?;
-            rows.push(values);
-        }
-    }
     let rows_affected = if readonly { 0 } else { conn.changes() };
     // SQLite's last_insert_rowid is per connection and outlives the statement: report it only
     // for a statement that inserted.
@@ -775,6 +764,25 @@ fn run_statement(conn: &Connection, statement: &Statement) -> Result<StatementRe
     })
 }
 
+/// Column names, declared types and every row of a bound statement, within the result budget.
+#[allow(clippy::type_complexity)]
+fn collect_rows(
+    prepared: &mut rusqlite::Statement<'_>,
+) -> Result<(Vec<String>, Vec<Option<String>>, Vec<Vec<SqlValue>>), SqlError> {
+    let columns: Vec<String> = prepared.column_names().map(|c| c.to_string()).collect();
+    let decltypes = decltypes(prepared);
+    let column_count = columns.len();
+    let mut rows = Vec::new();
+    let mut budget = ResultBudget::default();
+    let mut cursor = prepared.raw_query();
+    while let Some(row) = cursor.next().map_err(|e| SqlError::from_sqlite(&e))? {
+        let values = read_row(row, column_count)?;
+        budget.charge(&values)?;
+        rows.push(values);
+    }
+    Ok((columns, decltypes, rows))
+}
+
 fn run_query(conn: &Connection, statement: &Statement) -> Result<QueryResult, ReadError> {
     let mut prepared = conn
         .prepare_cached(&statement.sql)
@@ -786,17 +794,7 @@ fn run_query(conn: &Connection, statement: &Statement) -> Result<QueryResult, Re
         .into());
     }
     bind_params(&mut prepared, &statement.params)?;
-    let columns: Vec<String> = prepared.column_names().map(|c| c.to_string()).collect();
-    let decltypes = decltypes(&prepared);
-    let column_count = columns.len();
-    let mut rows = Vec::new();
-    let mut budget = ResultBudget::default();
-    let mut cursor = prepared.raw_query();
-    while let Some(row) = cursor.next().map_err(|e| SqlError::from_sqlite(&e))? {
-        let values = read_row(row, column_count)?;
-        budget.charge(&values)?;
-        rows.push(values);
-    }
+    let (columns, decltypes, rows) = collect_rows(&mut prepared)?;
     Ok(QueryResult {
         columns,
         decltypes,

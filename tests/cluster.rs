@@ -23,6 +23,17 @@ async fn content(cluster: &Cluster, i: usize) -> Value {
     dump
 }
 
+/// The voters listed in a `/v1/status` answer.
+fn voter_ids(status: &Value) -> Vec<u64> {
+    status["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .filter(|m| m["voter"] == json!(true))
+        .map(|m| m["id"].as_u64().expect("id"))
+        .collect()
+}
+
 /// Waits until every node in `which` has applied everything the cluster committed, then
 /// asserts they hold identical data.
 async fn assert_converged(cluster: &Cluster, which: &[usize]) {
@@ -316,13 +327,7 @@ async fn lagging_and_new_nodes_catch_up_through_snapshots() {
     );
     assert_converged(&cluster, &[0, 1, 2, newcomer]).await;
     let status = cluster.get(leader, "/v1/status").await.expect("status");
-    let voters: Vec<u64> = status["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .filter(|m| m["voter"] == json!(true))
-        .map(|m| m["id"].as_u64().expect("id"))
-        .collect();
+    let voters = voter_ids(&status);
     assert_eq!(
         voters,
         vec![1, 2, 3, 4],
@@ -643,13 +648,7 @@ async fn membership_join_remove_and_leader_transfer() {
         .wait_for_leader(&[0, 1, 2], Duration::from_secs(10))
         .await;
     let status = cluster.get(leader, "/v1/status").await.expect("status");
-    let voters: Vec<u64> = status["members"]
-        .as_array()
-        .expect("members")
-        .iter()
-        .filter(|m| m["voter"] == json!(true))
-        .map(|m| m["id"].as_u64().expect("id"))
-        .collect();
+    let voters = voter_ids(&status);
     assert_eq!(voters, vec![1, 2, 3], "{status}");
     cluster.stop(newcomer);
     cluster

@@ -385,7 +385,22 @@ impl Writer {
             });
             self.next_batch_id += 1;
         }
-        let (parts, results) = run_batch(&self.conn, &self.guard, &requests)?;
+        let ran = run_batch(&self.conn, &self.guard, &requests);
+        // A statement may roll back the whole transaction (`INSERT OR ROLLBACK`, a column's
+        // `ON CONFLICT ROLLBACK`, `RAISE(ROLLBACK)`, a full disk), or the engine may fail half
+        // way: then the batch transaction is gone or holds changes no changeset carries. Restore
+        // exactly the committed state and refuse the whole batch (nothing of it was proposed).
+        let (parts, results) = match ran {
+            Ok(done) if !self.conn.is_autocommit() => done,
+            broken => {
+                let rolled_back_by_sql = self.conn.is_autocommit();
+                self.discard_broken_batch()?;
+                return Err(match broken {
+                    Err(e) if !rolled_back_by_sql => e,
+                    _ => EngineError::BatchRolledBack,
+                });
+            }
+        };
         let proposal = if parts.is_empty() {
             None
         } else {
@@ -514,11 +529,25 @@ impl Writer {
 
     /// Rolls the open batch back and re-applies, in a new open transaction, the entries that
     /// were committed by Raft while it was open.
+    /// Rolls back a batch whose transaction broke during execution, keeping what Raft committed.
+    fn discard_broken_batch(&mut self) -> Result<(), EngineError> {
+        self.rollback_batch()?;
+        if self.tx_open {
+            self.conn.execute_batch("COMMIT")?;
+            self.tx_open = false;
+            self.publish();
+        }
+        Ok(())
+    }
+
     fn rollback_batch(&mut self) -> Result<(), EngineError> {
         let Some(batch) = self.batch.take() else {
             return Ok(());
         };
-        self.conn.execute_batch("ROLLBACK")?;
+        // A statement may already have rolled the transaction back.
+        if !self.conn.is_autocommit() {
+            self.conn.execute_batch("ROLLBACK")?;
+        }
         let (applied, _) = meta::read_applied_state(&self.conn)?;
         self.applied = applied;
         self.begin_replica_transaction()?;
@@ -647,6 +676,19 @@ fn run_batch(
         }
         conn.prepare_cached("SAVEPOINT request")?.execute([])?;
         match run_request(conn, guard, statements, &mut recorder, &mut parts) {
+            Ok(_) if deferred_foreign_key_violations(conn) > 0 => {
+                // Deferred constraints are checked only at the outermost COMMIT, which here
+                // comes after Raft committed the batch: check them now, per transaction.
+                conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
+                if has_ddl {
+                    parts.truncate(mark);
+                    recorder = None;
+                }
+                results.push(Err(SqlError::Constraint {
+                    code: rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
+                    message: "FOREIGN KEY constraint failed (deferred constraint checked at the end of the transaction)".into(),
+                }));
+            }
             Ok(statement_results) => {
                 conn.prepare_cached("RELEASE request")?.execute([])?;
                 if has_ddl && let Some(r) = recorder.take() {
@@ -673,6 +715,26 @@ fn run_batch(
         push_changeset(&mut parts, r).map_err(RequestFailure::into_engine)?;
     }
     Ok((parts, results))
+}
+
+/// Deferred foreign-key violations pending on the connection.
+fn deferred_foreign_key_violations(conn: &Connection) -> i32 {
+    let (mut current, mut highwater) = (0, 0);
+    // SAFETY: a live connection handle, used synchronously on its owning thread.
+    let code = unsafe {
+        rusqlite::ffi::sqlite3_db_status(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBSTATUS_DEFERRED_FKS,
+            &mut current,
+            &mut highwater,
+            0,
+        )
+    };
+    if code == rusqlite::ffi::SQLITE_OK {
+        current
+    } else {
+        0
+    }
 }
 
 type BatchEffects = (Vec<WritePart>, Vec<Result<Vec<StatementResult>, SqlError>>);
@@ -1111,6 +1173,102 @@ mod tests {
             vec![vec![SqlValue::Integer(2)]]
         );
         assert_eq!(*replica.visible().borrow(), Some(log_id(1)));
+    }
+
+    /// A statement that rolls back the whole transaction (`INSERT OR ROLLBACK`) must not leave
+    /// the engine writing outside a transaction: the batch is refused whole, the committed state
+    /// is intact, and the next batch works normally.
+    #[tokio::test]
+    async fn a_statement_rolling_back_everything_discards_the_batch_cleanly() {
+        let dir = tempfile::tempdir().expect("dir");
+        let engine = open(dir.path(), 1);
+        let setup = engine
+            .execute(vec![vec![
+                statement("CREATE TABLE t(v TEXT UNIQUE)"),
+                statement("INSERT INTO t VALUES ('a')"),
+            ]])
+            .await
+            .expect("setup");
+        let item = |index, executed: ExecutedBatch| ApplyItem {
+            log_id: log_id(index),
+            payload: ApplyPayload::Write(Command::Write {
+                proposal: executed.proposal.expect("proposal"),
+                parts: executed.parts,
+            }),
+        };
+        engine
+            .apply(vec![item(1, setup)])
+            .await
+            .expect("apply setup");
+        let broken = engine
+            .execute(vec![
+                vec![statement("INSERT INTO t VALUES ('b')")],
+                vec![statement("INSERT OR ROLLBACK INTO t VALUES ('a')")],
+            ])
+            .await;
+        assert!(
+            matches!(broken, Err(EngineError::BatchRolledBack)),
+            "{broken:?}"
+        );
+        assert_eq!(
+            rows(&engine, "SELECT v FROM t ORDER BY v").await,
+            vec![vec![SqlValue::Text("a".into())]]
+        );
+        let next = engine
+            .execute(vec![vec![statement("INSERT INTO t VALUES ('c')")]])
+            .await
+            .expect("next batch");
+        assert!(next.results[0].is_ok());
+        engine.apply(vec![item(2, next)]).await.expect("apply next");
+        assert_eq!(
+            rows(&engine, "SELECT v FROM t ORDER BY v").await,
+            vec![
+                vec![SqlValue::Text("a".into())],
+                vec![SqlValue::Text("c".into())]
+            ]
+        );
+    }
+
+    /// A deferred foreign-key violation is refused with the transaction that caused it, not at
+    /// the batch's COMMIT after Raft committed it.
+    #[tokio::test]
+    async fn deferred_foreign_key_violations_fail_their_own_transaction() {
+        let dir = tempfile::tempdir().expect("dir");
+        let engine = open(dir.path(), 1);
+        let executed = engine
+            .execute(vec![
+                vec![
+                    statement("CREATE TABLE p(id INTEGER PRIMARY KEY)"),
+                    statement(
+                        "CREATE TABLE c(p INTEGER REFERENCES p(id) DEFERRABLE INITIALLY DEFERRED)",
+                    ),
+                ],
+                vec![statement("INSERT INTO c VALUES (42)")],
+                vec![
+                    statement("INSERT INTO p VALUES (1)"),
+                    statement("INSERT INTO c VALUES (1)"),
+                ],
+            ])
+            .await
+            .expect("execute");
+        let ok: Vec<bool> = executed.results.iter().map(Result::is_ok).collect();
+        assert_eq!(ok, [true, false, true]);
+        assert!(matches!(
+            &executed.results[1],
+            Err(SqlError::Constraint { .. })
+        ));
+        let item = ApplyItem {
+            log_id: log_id(1),
+            payload: ApplyPayload::Write(Command::Write {
+                proposal: executed.proposal.expect("proposal"),
+                parts: executed.parts,
+            }),
+        };
+        engine.apply(vec![item]).await.expect("the batch commits");
+        assert_eq!(
+            rows(&engine, "SELECT p FROM c").await,
+            vec![vec![SqlValue::Integer(1)]]
+        );
     }
 
     /// A result too large to hold is refused with a clear error instead of exhausting memory.

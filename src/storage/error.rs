@@ -64,6 +64,12 @@ pub enum EngineError {
     Corrupt(String),
     #[error("the storage engine has stopped")]
     Closed,
+    /// A statement rolled back the whole batch transaction (e.g. `INSERT OR ROLLBACK`); the
+    /// batch was discarded and nothing of it applied.
+    #[error(
+        "a statement rolled back the whole transaction batch (e.g. INSERT OR ROLLBACK or RAISE(ROLLBACK)); nothing was applied, retry"
+    )]
+    BatchRolledBack,
 }
 
 impl From<EngineError> for std::io::Error {

@@ -149,11 +149,15 @@ async fn membership_change(State(s): State<RpcState>, body: Bytes) -> Response {
 async fn snapshot(State(s): State<RpcState>, body: Body) -> Response {
     match receive_snapshot(&s, body).await {
         Ok((vote, snapshot)) => {
+            let received = snapshot.snapshot.path.clone();
             let reply = s
                 .dispatcher
                 .raft
                 .install_full_snapshot(vote, snapshot)
                 .await;
+            // An installed snapshot was moved into place; a refused one (stale vote, not newer)
+            // is still here and must not pile up.
+            let _ = tokio::fs::remove_file(&received).await;
             encode(&reply.map_err(RaftError::<TypeConfig>::Fatal))
         }
         Err(message) => (StatusCode::BAD_REQUEST, message).into_response(),

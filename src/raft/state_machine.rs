@@ -165,6 +165,14 @@ struct SnapshotDir {
 impl SnapshotDir {
     /// Moves a complete snapshot file into place with its metadata, and prunes old ones.
     fn adopt(&self, file: &Path, meta: &SnapshotMeta) -> io::Result<PathBuf> {
+        // Already one of ours (openraft restoring the current snapshot at start-up): moving it
+        // would leave its metadata pointing at a file that no longer exists.
+        if let Some(stem) = file.file_stem().and_then(|s| s.to_str())
+            && file.parent() == Some(self.dir.as_path())
+            && self.dir.join(format!("{stem}.meta.json")).exists()
+        {
+            return Ok(file.to_path_buf());
+        }
         let index = meta.last_log_id.map(|l| l.index).unwrap_or(0);
         let stem = format!("snapshot-{index:020}-{:016x}", rand::random::<u64>());
         let db = self.dir.join(format!("{stem}.db"));

@@ -134,6 +134,18 @@ enum Op {
     },
 }
 
+impl Op {
+    /// Answers the operation with `EngineError::Poisoned`.
+    fn refuse(self) {
+        match self {
+            Op::Execute { reply, .. } => drop(reply.send(Err(EngineError::Poisoned))),
+            Op::Apply { reply, .. } | Op::AbortBatch { reply, .. } | Op::Restore { reply, .. } => {
+                drop(reply.send(Err(EngineError::Poisoned)))
+            }
+        }
+    }
+}
+
 /// Handle to the engine; cheap to clone. The writer thread stops when every handle is dropped.
 #[derive(Clone)]
 pub struct Engine {
@@ -166,6 +178,7 @@ impl Engine {
             conn,
             guard,
             mode: None,
+            poisoned: false,
             node_id: options.node_id,
             boot: rand::random(),
             next_seq: 0,
@@ -304,6 +317,9 @@ struct Writer {
     guard: ClientSqlGuard,
     /// Foreign keys and triggers on (executing) or off (applying); `None` until first set.
     mode: Option<Mode>,
+    /// A failure left the database in a state that must not be built on: every later operation
+    /// is refused (an apply failing makes Raft stop the node).
+    poisoned: bool,
     node_id: NodeId,
     boot: u64,
     next_seq: u64,
@@ -334,6 +350,10 @@ struct OpenBatch {
 impl Writer {
     fn run(mut self, mut rx: mpsc::Receiver<Op>) {
         while let Some(op) = rx.blocking_recv() {
+            if self.poisoned {
+                op.refuse();
+                continue;
+            }
             match op {
                 Op::Execute { requests, reply } => {
                     let result = self.execute(requests);
@@ -354,6 +374,11 @@ impl Writer {
                 }
                 Op::AbortBatch { batch_id, reply } => {
                     let result = self.abort_batch(batch_id);
+                    if let Err(e) = &result {
+                        // A half-replayed rollback must never be committed later.
+                        tracing::error!("rolling a batch back failed; the engine stops: {e}");
+                        self.poisoned = true;
+                    }
                     let _ = reply.send(result);
                 }
                 Op::Restore { snapshot, reply } => {
@@ -394,7 +419,11 @@ impl Writer {
             Ok(done) if !self.conn.is_autocommit() => done,
             broken => {
                 let rolled_back_by_sql = self.conn.is_autocommit();
-                self.discard_broken_batch()?;
+                if let Err(e) = self.discard_broken_batch() {
+                    tracing::error!("discarding a broken batch failed; the engine stops: {e}");
+                    self.poisoned = true;
+                    return Err(e);
+                }
                 return Err(match broken {
                     Err(e) if !rolled_back_by_sql => e,
                     _ => EngineError::BatchRolledBack,

@@ -64,6 +64,9 @@ pub enum EngineError {
     Corrupt(String),
     #[error("the storage engine has stopped")]
     Closed,
+    /// An earlier failure left the database in a state that must not be built on.
+    #[error("the storage engine stopped after an unrecoverable failure; restart the node")]
+    Poisoned,
     /// A statement rolled back the whole batch transaction (e.g. `INSERT OR ROLLBACK`); the
     /// batch was discarded and nothing of it applied.
     #[error(

@@ -746,6 +746,29 @@ fn run_batch(
     Ok((parts, results))
 }
 
+/// Deletes every row of tables about to be dropped, with triggers off (DROP TABLE does not fire
+/// the dropped table's triggers) but foreign-key actions on, so their effects are recorded.
+fn delete_rows_of_dropped_tables(
+    conn: &Connection,
+    tables: &[String],
+) -> Result<(), rusqlite::Error> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)?;
+    let deleted = tables.iter().try_for_each(|table| {
+        let exists: bool = conn.query_row(
+            "SELECT count(*) > 0 FROM main.sqlite_schema WHERE type = 'table' AND name = ?1",
+            [table],
+            |row| row.get(0),
+        )?;
+        if exists {
+            let quoted = table.replace('"', "\"\"");
+            conn.execute(&format!("DELETE FROM main.\"{quoted}\""), [])?;
+        }
+        Ok(())
+    });
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, true)?;
+    deleted
+}
+
 /// Deferred foreign-key violations pending on the connection.
 fn deferred_foreign_key_violations(conn: &Connection) -> i32 {
     let (mut current, mut highwater) = (0, 0);
@@ -789,6 +812,19 @@ fn run_request<'c>(
                 .into());
             }
             StatementClass::Ddl => {
+                // Dropping a table first deletes its rows, which runs foreign-key actions
+                // (CASCADE, SET NULL) on other tables. Replicas replay the DROP with foreign keys
+                // off, so do that delete here, recorded, and ship its effects as a changeset.
+                guard.take_dropped_tables();
+                guard
+                    .while_active(|| conn.prepare_cached(&statement.sql).map(drop))
+                    .map_err(|e| SqlError::from_sqlite(&e))?;
+                let dropped = guard.take_dropped_tables();
+                if !dropped.is_empty() {
+                    // A RESTRICT reference makes this fail, as it would make the DROP fail.
+                    delete_rows_of_dropped_tables(conn, &dropped)
+                        .map_err(|e| SqlError::from_sqlite(&e))?;
+                }
                 if let Some(r) = recorder.take() {
                     push_changeset(parts, r)?;
                 }
@@ -1297,6 +1333,66 @@ mod tests {
         assert_eq!(
             rows(&engine, "SELECT p FROM c").await,
             vec![vec![SqlValue::Integer(1)]]
+        );
+    }
+
+    /// Dropping a parent table cascades to its children on the leader; replicas replay the DROP
+    /// with foreign keys off, so the cascade must travel as a changeset.
+    #[tokio::test]
+    async fn dropping_a_parent_table_replicates_its_cascades() {
+        let (leader_dir, replica_dir) = (
+            tempfile::tempdir().expect("dir"),
+            tempfile::tempdir().expect("dir"),
+        );
+        let (leader, replica) = (open(leader_dir.path(), 1), open(replica_dir.path(), 2));
+        let batches = [
+            vec![vec![
+                statement("CREATE TABLE p(id INTEGER PRIMARY KEY)"),
+                statement(
+                    "CREATE TABLE c(id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id) ON DELETE CASCADE)",
+                ),
+                statement(
+                    "CREATE TABLE n(id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id) ON DELETE SET NULL)",
+                ),
+                statement("INSERT INTO p VALUES (1), (2)"),
+                statement("INSERT INTO c VALUES (10, 1), (11, 2)"),
+                statement("INSERT INTO n VALUES (20, 1)"),
+            ]],
+            vec![
+                vec![statement("DROP TABLE p")],
+                vec![statement("DROP TABLE IF EXISTS nothing_here")],
+            ],
+        ];
+        for (index, batch) in batches.into_iter().enumerate() {
+            let executed = leader.execute(batch).await.expect("execute");
+            assert!(
+                executed.results.iter().all(Result::is_ok),
+                "{:?}",
+                executed.results
+            );
+            let item = ApplyItem {
+                log_id: log_id(index as u64 + 1),
+                payload: ApplyPayload::Write(Command::Write {
+                    proposal: executed.proposal.expect("proposal"),
+                    parts: executed.parts,
+                }),
+            };
+            leader
+                .apply(vec![item.clone()])
+                .await
+                .expect("leader apply");
+            replica.apply(vec![item]).await.expect("replica apply");
+        }
+        for sql in ["SELECT * FROM c ORDER BY id", "SELECT * FROM n ORDER BY id"] {
+            assert_eq!(rows(&leader, sql).await, rows(&replica, sql).await, "{sql}");
+        }
+        assert!(
+            rows(&replica, "SELECT * FROM c").await.is_empty(),
+            "the cascade reached the replica"
+        );
+        assert_eq!(
+            rows(&replica, "SELECT p FROM n").await,
+            vec![vec![SqlValue::Null]]
         );
     }
 

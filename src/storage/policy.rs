@@ -23,6 +23,9 @@ use crate::storage::meta::META_TABLE;
 #[derive(Clone, Default)]
 pub struct ClientSqlGuard {
     active: Arc<AtomicBool>,
+    /// Tables a client statement prepared with the policy on would drop (seen by the
+    /// authorizer), so the engine can capture what dropping them cascades to.
+    dropped_tables: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl ClientSqlGuard {
@@ -40,12 +43,30 @@ impl ClientSqlGuard {
         &self,
     ) -> impl for<'r> FnMut(AuthContext<'r>) -> Authorization + Send + 'static {
         let active = self.active.clone();
+        let dropped_tables = self.dropped_tables.clone();
         move |ctx| {
             if !active.load(Ordering::SeqCst) {
                 return Authorization::Allow;
             }
-            write_policy(&ctx)
+            let decision = write_policy(&ctx);
+            if decision == Authorization::Allow
+                && let AuthAction::DropTable { table_name } = ctx.action
+                && ctx.database_name == Some("main")
+                && let Ok(mut tables) = dropped_tables.lock()
+            {
+                tables.push(table_name.to_owned());
+            }
+            decision
         }
+    }
+
+    /// Takes the tables seen dropped since the last call. The std mutex is only held to swap
+    /// the list, never across an await (the writer thread is synchronous).
+    pub fn take_dropped_tables(&self) -> Vec<String> {
+        self.dropped_tables
+            .lock()
+            .map(|mut tables| std::mem::take(&mut *tables))
+            .unwrap_or_default()
     }
 }
 

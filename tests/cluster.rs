@@ -91,11 +91,15 @@ async fn acknowledged_writes_survive_leader_kill() {
     }
 
     // Let writes flow, then kill the leader.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while acknowledged.lock().expect("lock").len() < 200 {
-        assert!(Instant::now() < deadline, "writes did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    common::eventually(
+        Duration::from_secs(10),
+        "200 acknowledged writes",
+        || async {
+            let acked = acknowledged.lock().expect("lock").len();
+            if acked >= 200 { Ok(()) } else { Err(acked) }
+        },
+    )
+    .await;
     let leader = cluster
         .wait_for_leader(&cluster.all(), Duration::from_secs(5))
         .await;
@@ -370,14 +374,12 @@ async fn torn_log_tail_is_repaired_at_start() {
     drop(file);
 
     cluster.start_node(victim);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = cluster.status(victim).await {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "node did not come back");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let status = common::eventually(
+        Duration::from_secs(20),
+        "the restarted node answering",
+        || async { cluster.status(victim).await.ok_or("no answer") },
+    )
+    .await;
     assert!(
         status["log_repair"].is_string(),
         "the repair is reported: {status}"
@@ -572,25 +574,22 @@ async fn membership_join_remove_and_leader_transfer() {
     // A node started with --join asks the cluster to add it, and catches up.
     let join_through = cluster.nodes[2].http.clone();
     let newcomer = cluster.spawn_extra_node(4, &["--join", &join_through]);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let status = cluster.get(0, "/v1/status").await.expect("status");
-        let voter = status["members"]
-            .as_array()
-            .expect("members")
-            .iter()
-            .any(|m| {
-                m["id"] == json!(4) && m["voter"] == json!(true) && m["health"] == json!("up")
-            });
-        if voter {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "node 4 did not become a voter: {status}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    common::eventually(
+        Duration::from_secs(30),
+        "node 4 a healthy voter",
+        || async {
+            let status = cluster.get(0, "/v1/status").await.expect("status");
+            let voter = status["members"]
+                .as_array()
+                .expect("members")
+                .iter()
+                .any(|m| {
+                    m["id"] == json!(4) && m["voter"] == json!(true) && m["health"] == json!("up")
+                });
+            if voter { Ok(()) } else { Err(status) }
+        },
+    )
+    .await;
     assert_converged(&cluster, &[0, 1, 2, newcomer]).await;
 
     // Leadership transfer through the CLI, sent to a non-leader.
@@ -616,19 +615,14 @@ async fn membership_join_remove_and_leader_transfer() {
         "transfer: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while cluster
-        .wait_for_leader(&[0, 1, 2, newcomer], Duration::from_secs(5))
-        .await
-        != target
-    {
-        assert!(
-            Instant::now() < deadline,
-            "leadership did not move to node {}",
-            target + 1
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let what = format!("leadership moving to node {}", target + 1);
+    common::eventually(Duration::from_secs(10), &what, || async {
+        let now = cluster
+            .wait_for_leader(&[0, 1, 2, newcomer], Duration::from_secs(5))
+            .await;
+        if now == target { Ok(()) } else { Err(now) }
+    })
+    .await;
     cluster
         .execute_ok(via, "INSERT INTO j VALUES ('after transfer')", json!([]))
         .await;
@@ -719,56 +713,60 @@ async fn start_without_cluster_flags_runs_a_single_node_cluster() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ports = common::free_ports(3);
     let http = format!("127.0.0.1:{}", ports[1]);
-    let mut child = std::process::Command::new(common::BIN)
-        .current_dir(dir.path())
-        .args([
-            "start",
-            "--listen-pg",
-            &format!("127.0.0.1:{}", ports[0]),
-            "--listen-http",
-            &http,
-            "--listen-raft",
-            &format!("127.0.0.1:{}", ports[2]),
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("spawn");
+    /// Kills the node when the test ends, whether it passed or failed.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _node = KillOnDrop(
+        std::process::Command::new(common::BIN)
+            .current_dir(dir.path())
+            .args([
+                "start",
+                "--listen-pg",
+                &format!("127.0.0.1:{}", ports[0]),
+                "--listen-http",
+                &http,
+                "--listen-raft",
+                &format!("127.0.0.1:{}", ports[2]),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
     let client = reqwest::Client::builder()
         .no_proxy()
         .build()
         .expect("client");
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = format!("http://{http}/v1/execute");
     let body = json!({"statements": [{"sql": "CREATE TABLE solo(v)"}, {"sql": "INSERT INTO solo VALUES (1)"}]});
-    let result = loop {
-        if let Ok(r) = client
-            .post(format!("http://{http}/v1/execute"))
-            .json(&body)
-            .send()
-            .await
-            && r.status() == 200
-        {
-            break Ok(());
-        }
-        if Instant::now() > deadline {
-            break Err("single node never accepted a write");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    common::eventually(
+        Duration::from_secs(20),
+        "the single node accepting a write",
+        || async {
+            match client.post(&url).json(&body).send().await {
+                Ok(r) if r.status() == 200 => Ok(()),
+                Ok(r) => Err(r.status().to_string()),
+                Err(e) => Err(e.to_string()),
+            }
+        },
+    )
+    .await;
     // The scenario: the node idles for longer than the leader lease, then writes again (a sole
     // voter has nobody to acknowledge its leadership and must still accept writes).
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let later = json!({"statements": [{"sql": "INSERT INTO solo VALUES (2)"}]});
     let after_idle = client
-        .post(format!("http://{http}/v1/execute"))
+        .post(&url)
         .json(&later)
         .send()
         .await
         .map(|r| r.status().as_u16());
-    let _ = child.kill();
-    let _ = child.wait();
-    result.expect("single-node cluster serves writes");
     assert_eq!(
         after_idle.ok(),
         Some(200),

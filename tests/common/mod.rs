@@ -35,6 +35,27 @@ pub struct Cluster {
     pub http: reqwest::Client,
 }
 
+/// Polls `check` (every 20 ms) until it returns `Ok`, and fails the test with `what` and the
+/// last observation once `timeout` has passed: the one place tests wait for a condition.
+pub async fn eventually<T, O, F, Fut>(timeout: Duration, what: &str, mut check: F) -> T
+where
+    O: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, O>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(seen) => assert!(
+                Instant::now() < deadline,
+                "{what} within {timeout:?}; last seen: {seen:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Free loopback ports (bound, then released; the OS does not hand them out again at once).
 pub fn free_ports(n: usize) -> Vec<u16> {
     let listeners: Vec<std::net::TcpListener> = (0..n)
@@ -280,45 +301,42 @@ impl Cluster {
 
     /// Waits until every node in `which` answers and names the same leader; returns its index.
     pub async fn wait_for_leader(&self, which: &[usize], timeout: Duration) -> usize {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let mut leaders = Vec::new();
-            for &i in which {
-                leaders.push(self.status(i).await.and_then(|s| s["leader"].as_u64()));
-            }
-            if let Some(Some(first)) = leaders.first()
-                && leaders.iter().all(|l| *l == Some(*first))
-                && let Some(idx) = self.nodes.iter().position(|n| n.id == *first)
-                && which.contains(&idx)
-            {
-                return idx;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no common leader among {which:?} within {timeout:?}: {leaders:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(
+            timeout,
+            &format!("a common leader among {which:?}"),
+            || async {
+                let mut leaders = Vec::new();
+                for &i in which {
+                    leaders.push(self.status(i).await.and_then(|s| s["leader"].as_u64()));
+                }
+                if let Some(Some(first)) = leaders.first()
+                    && leaders.iter().all(|l| *l == Some(*first))
+                    && let Some(idx) = self.nodes.iter().position(|n| n.id == *first)
+                    && which.contains(&idx)
+                {
+                    return Ok(idx);
+                }
+                Err(leaders)
+            },
+        )
+        .await
     }
 
     /// Waits until node `i` has applied at least `index`.
     pub async fn wait_applied(&self, i: usize, index: u64, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
+        let what = format!("node {} applying index {index}", i + 1);
+        eventually(timeout, &what, || async {
             let applied = self
                 .status(i)
                 .await
                 .and_then(|s| s["applied_index"].as_u64());
             if applied.is_some_and(|a| a >= index) {
-                return;
+                Ok(())
+            } else {
+                Err(applied)
             }
-            assert!(
-                Instant::now() < deadline,
-                "node {} applied {applied:?}, wanted {index}",
-                i + 1
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// The highest applied index across `which`.

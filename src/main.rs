@@ -103,6 +103,10 @@ struct StartArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     log_entries_kept_after_snapshot: Option<u64>,
+    /// Deadline of a write (forwarding, election, commit), in milliseconds.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    write_timeout_ms: Option<u64>,
     /// Largest HTTP request body in bytes.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -820,3 +820,46 @@ async fn concurrent_writers_share_log_flushes() {
         .await;
     assert_eq!((status, rows["rows"][0][0].as_u64()), (200, Some(writes)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_cut_off_mid_write_refuses_and_recovers_consistently() {
+    let cluster = Cluster::start(3, &["--write-timeout-ms", "1500"]).await;
+    cluster
+        .execute_ok(0, "CREATE TABLE cut(v TEXT)", json!([]))
+        .await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(5))
+        .await;
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    for &i in &followers {
+        cluster.signal(i, Signal::SIGSTOP);
+    }
+    // Proposed before the leader notices it is alone: it cannot commit, and the client is told
+    // the outcome is unknown (or, if the lease already ran out, that there is no leader).
+    let (first, body) = cluster
+        .execute(leader, &[("INSERT INTO cut VALUES ('maybe')", json!([]))])
+        .await;
+    assert_eq!(first, 503, "{body}");
+    let (second, body) = cluster
+        .execute(leader, &[("INSERT INTO cut VALUES ('refused')", json!([]))])
+        .await;
+    assert_eq!(second, 503, "a leader without a majority refuses: {body}");
+    for &i in &followers {
+        cluster.signal(i, Signal::SIGCONT);
+    }
+    cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(20))
+        .await;
+    cluster
+        .execute_ok(leader, "INSERT INTO cut VALUES ('after')", json!([]))
+        .await;
+    assert_converged(&cluster, &[0, 1, 2]).await;
+    let (status, rows) = cluster
+        .query(0, "SELECT v FROM cut WHERE v = 'refused'", "linearizable")
+        .await;
+    assert_eq!(
+        (status, rows["rows"].as_array().map(Vec::len)),
+        (200, Some(0)),
+        "a refused write never appears"
+    );
+}

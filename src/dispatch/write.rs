@@ -21,7 +21,7 @@ use openraft::errors::ClientWriteError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dispatch::error::RequestError;
-use crate::raft::types::{Command, LogIndex, Raft};
+use crate::raft::types::{Command, LogIndex, Raft, TypeConfig};
 use crate::storage::engine::Engine;
 use crate::storage::request::{Statement, StatementResult};
 
@@ -83,6 +83,7 @@ async fn run(
     settings: PipelineSettings,
     mut rx: mpsc::Receiver<(Vec<Statement>, Reply)>,
 ) {
+    let mut unresolved: Option<Unresolved> = None;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -92,7 +93,7 @@ async fn run(
             }
         }
         let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let answers = match run_batch(&raft, &engine, settings, requests).await {
+        let answers = match run_batch(&raft, &engine, settings, &mut unresolved, requests).await {
             Ok(answers) => answers,
             Err(e) => vec![Err(e); replies.len()],
         };
@@ -102,12 +103,54 @@ async fn run(
     }
 }
 
+/// A proposed batch whose clients were answered `OutcomeUnknown` after `commit_timeout` while
+/// openraft still held the proposal. No new batch executes until openraft has decided it:
+/// rolling the batch back earlier could let the proposal be appended after batches executed
+/// without it.
+struct Unresolved {
+    batch_id: u64,
+    outcome: tokio::task::JoinHandle<ClientWriteResult>,
+}
+
+type ClientWriteResult = Result<
+    openraft::raft::ClientWriteResponse<TypeConfig>,
+    openraft::errors::RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+>;
+
+/// Waits (bounded) for an earlier unresolved proposal; rolls its batch back if it failed.
+async fn settle_unresolved(
+    engine: &Engine,
+    unresolved: &mut Option<Unresolved>,
+) -> Result<(), RequestError> {
+    let Some(pending) = unresolved.as_mut() else {
+        return Ok(());
+    };
+    let joined = tokio::time::timeout(LEADER_READY_TIMEOUT, &mut pending.outcome)
+        .await
+        .map_err(|_| {
+            RequestError::NoLeader(
+                "an earlier write is still waiting for a majority: the leader cannot commit".into(),
+            )
+        })?;
+    let batch_id = pending.batch_id;
+    *unresolved = None;
+    if !matches!(joined, Ok(Ok(_))) {
+        engine
+            .abort_batch(batch_id)
+            .await
+            .map_err(|e| RequestError::Unavailable(format!("storage: {e}")))?;
+    }
+    Ok(())
+}
+
 async fn run_batch(
     raft: &Raft,
     engine: &Engine,
     settings: PipelineSettings,
+    unresolved: &mut Option<Unresolved>,
     requests: Vec<Vec<Statement>>,
 ) -> Result<Vec<Result<WriteOutcome, RequestError>>, RequestError> {
+    settle_unresolved(engine, unresolved).await?;
     wait_until_ready_to_lead(raft, engine, settings).await?;
     let executed = engine
         .execute(requests)
@@ -122,20 +165,31 @@ async fn run_batch(
                 proposal,
                 parts: executed.parts,
             };
-            let outcome = match tokio::time::timeout(settings.commit_timeout, raft.client_write(command)).await {
-                Ok(Ok(response)) => Ok(response.log_id.index),
-                Ok(Err(e)) => Err(match e.api_error() {
+            let proposer = raft.clone();
+            let mut proposal = tokio::spawn(async move { proposer.client_write(command).await });
+            let mut deferred = false;
+            let outcome = match tokio::time::timeout(settings.commit_timeout, &mut proposal).await {
+                Ok(Ok(Ok(response))) => Ok(response.log_id.index),
+                Ok(Ok(Err(e))) => Err(match e.api_error() {
                     // Refused before it was appended: safe to retry on the new leader.
                     Some(ClientWriteError::ForwardToLeader(f)) => RequestError::NotLeader {
                         leader: f.leader_id,
                     },
                     _ => RequestError::OutcomeUnknown(e.to_string()),
                 }),
-                Err(_) => Err(RequestError::OutcomeUnknown(
-                    "not committed in time (the leader may have lost its quorum); it may still commit later".into(),
-                )),
+                Ok(Err(join)) => Err(RequestError::OutcomeUnknown(join.to_string())),
+                Err(_) => {
+                    deferred = true;
+                    *unresolved = Some(Unresolved {
+                        batch_id: executed.batch_id,
+                        outcome: proposal,
+                    });
+                    Err(RequestError::OutcomeUnknown(
+                        "not committed in time (the leader may have lost its quorum); it may still commit later".into(),
+                    ))
+                }
             };
-            if outcome.is_err() {
+            if outcome.is_err() && !deferred {
                 engine
                     .abort_batch(executed.batch_id)
                     .await

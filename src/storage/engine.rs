@@ -419,7 +419,7 @@ impl Writer {
             Ok(done) if !self.conn.is_autocommit() => done,
             broken => {
                 let rolled_back_by_sql = self.conn.is_autocommit();
-                if let Err(e) = self.discard_broken_batch() {
+                if let Err(e) = self.discard_batch() {
                     tracing::error!("discarding a broken batch failed; the engine stops: {e}");
                     self.poisoned = true;
                     return Err(e);
@@ -493,11 +493,7 @@ impl Writer {
         if let Some(last) = last {
             self.record_applied(last)?;
         }
-        if self.tx_open {
-            self.conn.execute_batch("COMMIT")?;
-            self.tx_open = false;
-            self.publish();
-        }
+        self.commit_replica_transaction()?;
         self.maybe_commit_batch()
     }
 
@@ -546,21 +542,20 @@ impl Writer {
 
     fn abort_batch(&mut self, batch_id: u64) -> Result<(), EngineError> {
         if self.batch.as_ref().is_some_and(|b| b.id == batch_id) {
-            self.rollback_batch()?;
-            if self.tx_open {
-                self.conn.execute_batch("COMMIT")?;
-                self.tx_open = false;
-                self.publish();
-            }
+            self.discard_batch()?;
         }
         Ok(())
     }
 
-    /// Rolls the open batch back and re-applies, in a new open transaction, the entries that
-    /// were committed by Raft while it was open.
-    /// Rolls back a batch whose transaction broke during execution, keeping what Raft committed.
-    fn discard_broken_batch(&mut self) -> Result<(), EngineError> {
+    /// Rolls the open batch back for good, keeping (re-applied and committed) what Raft
+    /// committed while it was open.
+    fn discard_batch(&mut self) -> Result<(), EngineError> {
         self.rollback_batch()?;
+        self.commit_replica_transaction()
+    }
+
+    /// Commits the transaction of applied entries, if one is open, and publishes its index.
+    fn commit_replica_transaction(&mut self) -> Result<(), EngineError> {
         if self.tx_open {
             self.conn.execute_batch("COMMIT")?;
             self.tx_open = false;
@@ -569,6 +564,8 @@ impl Writer {
         Ok(())
     }
 
+    /// Rolls the open batch back and re-applies, in a new open transaction, the entries that
+    /// were committed by Raft while it was open.
     fn rollback_batch(&mut self) -> Result<(), EngineError> {
         let Some(batch) = self.batch.take() else {
             return Ok(());

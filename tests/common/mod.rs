@@ -24,6 +24,31 @@ pub struct TestNode {
 }
 
 impl TestNode {
+    /// A node with data in `dir/node-ID`, listening on `[pg, http, raft]`, started with `flags`.
+    fn new(dir: &Path, id: u64, [pg, http, raft]: [String; 3], flags: &[&str]) -> TestNode {
+        let data = dir.join(format!("node-{id}"));
+        std::fs::create_dir_all(&data).expect("mkdir");
+        let mut cmd: Vec<String> = vec![BIN.into(), "start".into(), "--id".into(), id.to_string()];
+        cmd.extend(["--data".into(), data.to_string_lossy().into_owned()]);
+        cmd.extend([
+            "--listen-pg".into(),
+            pg.clone(),
+            "--listen-http".into(),
+            http.clone(),
+        ]);
+        cmd.extend(["--listen-raft".into(), raft.clone()]);
+        cmd.extend(flags.iter().map(|s| s.to_string()));
+        TestNode {
+            id,
+            pg,
+            http,
+            raft,
+            data,
+            cmd,
+            child: None,
+        }
+    }
+
     pub fn pid(&self) -> Option<i32> {
         self.child.as_ref().map(|c| c.id() as i32)
     }
@@ -98,35 +123,10 @@ impl Cluster {
         let initial = initial.join(",");
         let mut nodes = Vec::new();
         for i in 0..n as usize {
-            let id = i as u64 + 1;
-            let data = dir.path().join(format!("node-{id}"));
-            std::fs::create_dir_all(&data).expect("mkdir");
-            let mut cmd: Vec<String> = vec![
-                BIN.into(),
-                "start".into(),
-                "--id".into(),
-                id.to_string(),
-                "--data".into(),
-                data.to_string_lossy().into_owned(),
-                "--listen-pg".into(),
-                addr(3 * i),
-                "--listen-http".into(),
-                addr(3 * i + 1),
-                "--listen-raft".into(),
-                addr(3 * i + 2),
-                "--initial-cluster".into(),
-                initial.clone(),
-            ];
-            cmd.extend(extra.iter().map(|s| s.to_string()));
-            nodes.push(TestNode {
-                id,
-                pg: addr(3 * i),
-                http: addr(3 * i + 1),
-                raft: addr(3 * i + 2),
-                data,
-                cmd,
-                child: None,
-            });
+            let addrs = [addr(3 * i), addr(3 * i + 1), addr(3 * i + 2)];
+            let mut flags = vec!["--initial-cluster", initial.as_str()];
+            flags.extend_from_slice(extra);
+            nodes.push(TestNode::new(dir.path(), i as u64 + 1, addrs, &flags));
         }
         let http = reqwest::Client::builder()
             .no_proxy()
@@ -170,33 +170,9 @@ impl Cluster {
     /// Adds a node process that waits to be added (`--no-bootstrap`); returns its index.
     pub fn spawn_extra_node(&mut self, id: u64, extra: &[&str]) -> usize {
         let ports = free_ports(3);
-        let data = self.dir.path().join(format!("node-{id}"));
-        std::fs::create_dir_all(&data).expect("mkdir");
-        let addr = |p: u16| format!("127.0.0.1:{p}");
-        let mut cmd: Vec<String> = vec![
-            BIN.into(),
-            "start".into(),
-            "--id".into(),
-            id.to_string(),
-            "--data".into(),
-            data.to_string_lossy().into_owned(),
-            "--listen-pg".into(),
-            addr(ports[0]),
-            "--listen-http".into(),
-            addr(ports[1]),
-            "--listen-raft".into(),
-            addr(ports[2]),
-        ];
-        cmd.extend(extra.iter().map(|s| s.to_string()));
-        self.nodes.push(TestNode {
-            id,
-            pg: addr(ports[0]),
-            http: addr(ports[1]),
-            raft: addr(ports[2]),
-            data,
-            cmd,
-            child: None,
-        });
+        let addrs = [0, 1, 2].map(|i| format!("127.0.0.1:{}", ports[i]));
+        self.nodes
+            .push(TestNode::new(self.dir.path(), id, addrs, extra));
         let i = self.nodes.len() - 1;
         self.start_node(i);
         i

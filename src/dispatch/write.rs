@@ -229,10 +229,14 @@ async fn wait_until_ready_to_lead(
         && let Some(acked) = leader.last_quorum_acked()
         && acked.elapsed() > settings.leader_lease
     {
-        return Err(RequestError::NoLeader(format!(
+        // Not leading usefully right now: a leader just resumed (e.g. after SIGCONT) regains
+        // its lease with the next heartbeats, a cut-off one never does. Either way the
+        // dispatcher's leader loop decides, retrying until its `leader_wait` runs out.
+        tracing::debug!(
             "the leader has not heard from a majority for {} ms: it cannot commit writes",
             acked.elapsed().as_millis()
-        )));
+        );
+        return Err(RequestError::NotLeader { leader: None });
     }
     let term = leader.leader_id().term;
     let mut visible = engine.visible();

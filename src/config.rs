@@ -47,6 +47,9 @@ pub struct NodeConfig {
     pub max_pg_connections: usize,
     pub write_timeout_ms: u64,
     pub read_timeout_ms: u64,
+    /// An explicit transaction idle (waiting for its client's next statement) for longer than
+    /// this is rolled back: while it is open every other write waits.
+    pub txn_idle_timeout_ms: u64,
     /// Concurrent SQLite read connections.
     pub read_connections: usize,
 }
@@ -72,6 +75,7 @@ impl Default for NodeConfig {
             max_pg_connections: 100,
             write_timeout_ms: 10_000,
             read_timeout_ms: 5_000,
+            txn_idle_timeout_ms: 5_000,
             read_connections: 4,
         }
     }

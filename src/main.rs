@@ -107,6 +107,10 @@ struct StartArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     write_timeout_ms: Option<u64>,
+    /// Idle time after which an open explicit transaction is rolled back, in milliseconds.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    txn_idle_timeout_ms: Option<u64>,
     /// Largest HTTP request body in bytes.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -151,9 +151,11 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
             PipelineSettings {
                 commit_timeout: Duration::from_millis(config.write_timeout_ms),
                 leader_lease: Duration::from_millis(config.election_timeout_max_ms),
+                txn_idle_timeout: Duration::from_millis(config.txn_idle_timeout_ms),
             },
         ),
         peers: peers.clone(),
+        transactions: Default::default(),
         timeouts: Timeouts {
             write: Duration::from_millis(config.write_timeout_ms),
             read: Duration::from_millis(config.read_timeout_ms),

@@ -7,59 +7,9 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use common::Cluster;
+use common::pg::{RawPg, code, connect, follower, rows};
+use tokio_postgres::SimpleQueryMessage;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
-
-/// Connects to node `i`; the connection task's outcome is returned by the handle.
-async fn connect(
-    cluster: &Cluster,
-    i: usize,
-) -> Result<
-    (
-        Client,
-        tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
-    ),
-    tokio_postgres::Error,
-> {
-    let (host, port) = cluster.nodes[i].pg.split_once(':').expect("host:port");
-    let (client, connection) = tokio_postgres::Config::new()
-        .host(host)
-        .port(port.parse().expect("port"))
-        .user("tester")
-        .dbname("phalanx")
-        .connect_timeout(Duration::from_secs(10))
-        .connect(NoTls)
-        .await?;
-    Ok((client, tokio::spawn(connection)))
-}
-
-async fn follower(cluster: &Cluster) -> usize {
-    let leader = cluster
-        .wait_for_leader(&cluster.all(), Duration::from_secs(30))
-        .await;
-    (leader + 1) % cluster.nodes.len()
-}
-
-fn code(error: &tokio_postgres::Error) -> String {
-    error
-        .code()
-        .map(|c| c.code().to_owned())
-        .unwrap_or_else(|| format!("no SQLSTATE: {error}"))
-}
-
-fn rows(messages: &[SimpleQueryMessage]) -> Vec<Vec<Option<String>>> {
-    messages
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
-}
 
 fn completions(messages: &[SimpleQueryMessage]) -> Vec<u64> {
     messages
@@ -251,10 +201,16 @@ async fn tokio_postgres_on_a_follower() {
         .await
         .expect_err("missing column");
     assert_eq!(code(&column), "42703");
-    let begin = client.batch_execute("BEGIN").await.expect_err("begin");
-    assert_eq!(code(&begin), "0A000");
-    let message = begin.as_db_error().map(|e| e.message()).unwrap_or_default();
-    assert!(message.contains("explicit transactions"), "{message}");
+    let listen = client
+        .batch_execute("LISTEN news")
+        .await
+        .expect_err("listen");
+    assert_eq!(code(&listen), "0A000");
+    let message = listen
+        .as_db_error()
+        .map(|e| e.message())
+        .unwrap_or_default();
+    assert!(message.contains("LISTEN"), "{message}");
     // The session is still usable after errors.
     assert_eq!(
         client
@@ -413,7 +369,7 @@ async fn psql_script_on_a_follower() {
             "-v",
             "VERBOSITY=verbose",
             "-c",
-            "BEGIN",
+            "LISTEN news",
         ],
     );
     assert!(!ok && err.contains("0A000"), "{err}");
@@ -439,19 +395,7 @@ async fn psql_script_on_a_follower() {
 
 /// A connected raw socket past startup (ReadyForQuery received).
 fn raw_session(addr: &str) -> std::net::TcpStream {
-    let mut socket = std::net::TcpStream::connect(addr).expect("connect");
-    socket
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
-    let mut body = Vec::new();
-    body.extend_from_slice(&196_608i32.to_be_bytes());
-    body.extend_from_slice(b"user\0raw\0\0");
-    let mut packet = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    packet.extend(body);
-    socket.write_all(&packet).expect("startup");
-    let reply = read_until(&mut socket, b'Z');
-    assert!(reply.contains(&b'R'), "authentication ok expected");
-    socket
+    RawPg::connect(addr).socket
 }
 
 /// Reads messages until one of type `kind` (or EOF); returns every type byte seen.

@@ -23,6 +23,10 @@ pub enum RequestError {
     /// may not have been applied.
     #[error("outcome unknown: {0}")]
     OutcomeUnknown(String),
+    /// The interactive transaction was rolled back (leadership moved, it was idle too long, or
+    /// a statement rolled it back): nothing of it was applied; the client may retry it.
+    #[error("transaction rolled back: {0}")]
+    TransactionLost(String),
     /// The deadline passed.
     #[error("timed out: {0}")]
     Timeout(String),

@@ -1,6 +1,7 @@
 //! The dispatcher: decides where each request runs.
 //!
-//! - Writes (and every statement of a transaction) run on the leader. On a follower,
+//! - Writes (and every statement of an explicit transaction, see [`transaction`]) run on the
+//!   leader. On a follower,
 //!   [`Dispatcher::execute`] forwards the transaction over the internal RPC and relays the
 //!   leader's answer; when leadership moves, it follows the new leader until its deadline.
 //!   A forward is retried only when it provably did not reach a leader.
@@ -8,13 +9,16 @@
 //!   (per-request load balancing across nodes comes with the scheduler work).
 
 pub mod error;
+pub mod transaction;
 pub mod write;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
 use crate::dispatch::error::RequestError;
+use crate::dispatch::transaction::OpenTransactions;
 use crate::dispatch::write::{WriteOutcome, WritePipeline};
 use crate::raft::liveness::LeaderContact;
 use crate::raft::metrics;
@@ -77,6 +81,8 @@ pub struct Dispatcher {
     pub peers: PeerClient,
     pub timeouts: Timeouts,
     pub leader_contact: LeaderContact,
+    /// Explicit transactions open on this node while it leads.
+    pub transactions: Arc<OpenTransactions>,
 }
 
 impl Dispatcher {

@@ -14,6 +14,12 @@
 //!    rolled back ([`Engine::abort_batch`]) keeping what Raft did commit;
 //! 6. each client gets its own result, or `OutcomeUnknown` if the entry was lost to a leader
 //!    change (or `NotLeader`, retried elsewhere, if it was refused before being appended).
+//!
+//! An interactive transaction (PostgreSQL `BEGIN ... COMMIT`) takes its turn in the same queue
+//! ([`WritePipeline::begin_transaction`]): when its turn comes the loop opens it in the engine
+//! and then serves only its steps — other writes wait, as they would for SQLite's one writer —
+//! until it commits (proposed like a batch), rolls back, or stays idle longer than
+//! `txn_idle_timeout` (rolled back, so one forgotten session cannot stall every writer).
 
 use std::time::Duration;
 
@@ -22,7 +28,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::dispatch::error::RequestError;
 use crate::raft::types::{Command, LogIndex, Raft, TypeConfig};
-use crate::storage::engine::Engine;
+use crate::storage::engine::{Engine, ExecutedBatch, TxnAnswer, TxnError, TxnStep};
 use crate::storage::request::{Statement, StatementResult};
 
 /// Most client transactions in one batch.
@@ -40,6 +46,9 @@ pub struct PipelineSettings {
     /// A leader not acknowledged by a quorum within this is presumed cut off (minority side)
     /// and refuses new writes instead of proposing entries that cannot commit.
     pub leader_lease: Duration,
+    /// An interactive transaction waiting longer than this for its client's next step is
+    /// rolled back: while it is open no other write can run.
+    pub txn_idle_timeout: Duration,
 }
 
 /// A committed write's answer.
@@ -52,10 +61,36 @@ pub struct WriteOutcome {
 
 type Reply = oneshot::Sender<Result<WriteOutcome, RequestError>>;
 
+/// What a step of an interactive transaction produced, as the client sees it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum TxnOutcome {
+    Executed(StatementResult),
+    /// A savepoint step or a rollback.
+    Done,
+    /// Committed at this log index (or the applied index when it changed nothing).
+    Committed(LogIndex),
+}
+
+type TxnReply = oneshot::Sender<Result<TxnOutcome, RequestError>>;
+
+/// Sends the steps of one open interactive transaction to the pipeline.
+pub type TxnSteps = mpsc::Sender<(TxnStep, TxnReply)>;
+
+/// One queued unit of work.
+enum Job {
+    /// An autocommit transaction: batched with its neighbours.
+    Write(Vec<Statement>, Reply),
+    /// An interactive transaction waiting for its turn.
+    Transaction {
+        steps: mpsc::Receiver<(TxnStep, TxnReply)>,
+        begun: oneshot::Sender<Result<(), RequestError>>,
+    },
+}
+
 /// Handle to submit transactions to this node's pipeline (only useful while it leads).
 #[derive(Clone)]
 pub struct WritePipeline {
-    queue: mpsc::Sender<(Vec<Statement>, Reply)>,
+    queue: mpsc::Sender<Job>,
 }
 
 impl WritePipeline {
@@ -69,26 +104,68 @@ impl WritePipeline {
     pub async fn submit(&self, statements: Vec<Statement>) -> Result<WriteOutcome, RequestError> {
         let (reply, rx) = oneshot::channel();
         self.queue
-            .send((statements, reply))
+            .send(Job::Write(statements, reply))
             .await
-            .map_err(|_| RequestError::Unavailable("write pipeline stopped".into()))?;
-        rx.await
-            .map_err(|_| RequestError::Unavailable("write pipeline stopped".into()))?
+            .map_err(|_| stopped())?;
+        rx.await.map_err(|_| stopped())?
+    }
+
+    /// Queues an interactive transaction and waits (until `deadline`) for its turn: then it is
+    /// open in the engine and the returned sender drives it. Dropping the sender rolls it back.
+    pub async fn begin_transaction(
+        &self,
+        deadline: std::time::Instant,
+    ) -> Result<TxnSteps, RequestError> {
+        let (steps, steps_rx) = mpsc::channel(1);
+        let (begun, begun_rx) = oneshot::channel();
+        self.queue
+            .send(Job::Transaction {
+                steps: steps_rx,
+                begun,
+            })
+            .await
+            .map_err(|_| stopped())?;
+        match tokio::time::timeout_at(deadline.into(), begun_rx).await {
+            Ok(Ok(result)) => result.map(|()| steps),
+            Ok(Err(_)) => Err(stopped()),
+            // Dropping `steps` now makes the pipeline roll it back if it begins later.
+            Err(_) => Err(RequestError::Timeout(
+                "waited too long for other transactions to finish".into(),
+            )),
+        }
     }
 }
 
-async fn run(
-    raft: Raft,
-    engine: Engine,
-    settings: PipelineSettings,
-    mut rx: mpsc::Receiver<(Vec<Statement>, Reply)>,
-) {
+fn stopped() -> RequestError {
+    RequestError::Unavailable("write pipeline stopped".into())
+}
+
+async fn run(raft: Raft, engine: Engine, settings: PipelineSettings, mut rx: mpsc::Receiver<Job>) {
     let mut unresolved: Option<Unresolved> = None;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
+    let mut next: Option<Job> = None;
+    loop {
+        let first = match next.take() {
+            Some(job) => job,
+            None => match rx.recv().await {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let mut batch = match first {
+            Job::Write(statements, reply) => vec![(statements, reply)],
+            Job::Transaction { steps, begun } => {
+                run_transaction(&raft, &engine, settings, &mut unresolved, steps, begun).await;
+                continue;
+            }
+        };
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
-                Ok(next) => batch.push(next),
+                Ok(Job::Write(statements, reply)) => batch.push((statements, reply)),
+                Ok(transaction) => {
+                    // Its turn comes right after this batch.
+                    next = Some(transaction);
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -100,6 +177,105 @@ async fn run(
         for (reply, answer) in replies.into_iter().zip(answers) {
             let _ = reply.send(answer);
         }
+    }
+}
+
+/// Serves one interactive transaction from its turn to its end.
+async fn run_transaction(
+    raft: &Raft,
+    engine: &Engine,
+    settings: PipelineSettings,
+    unresolved: &mut Option<Unresolved>,
+    mut steps: mpsc::Receiver<(TxnStep, TxnReply)>,
+    begun: oneshot::Sender<Result<(), RequestError>>,
+) {
+    if begun.is_closed() {
+        return; // The client gave up waiting.
+    }
+    let opened = async {
+        settle_unresolved(engine, unresolved).await?;
+        wait_until_ready_to_lead(raft, engine, settings).await?;
+        let term =
+            raft.as_leader()
+                .map(|l| l.leader_id().term)
+                .map_err(|f| RequestError::NotLeader {
+                    leader: f.leader_id,
+                })?;
+        engine
+            .transaction(TxnStep::Begin)
+            .await
+            .map_err(txn_request_error)?;
+        Ok(term)
+    }
+    .await;
+    let term = match opened {
+        Ok(term) => term,
+        Err(e) => {
+            let _ = begun.send(Err(e));
+            return;
+        }
+    };
+    if begun.send(Ok(())).is_err() {
+        rollback(engine).await;
+        return;
+    }
+    loop {
+        let (step, reply) =
+            match tokio::time::timeout(settings.txn_idle_timeout, steps.recv()).await {
+                Ok(Some(step)) => step,
+                Ok(None) => {
+                    // The session ended (client gone) without COMMIT.
+                    rollback(engine).await;
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(
+                        "rolling back a transaction idle for more than {} ms",
+                        settings.txn_idle_timeout.as_millis()
+                    );
+                    rollback(engine).await;
+                    return;
+                }
+            };
+        let still_leading = raft.as_leader().is_ok_and(|l| l.leader_id().term == term);
+        if !still_leading {
+            rollback(engine).await;
+            let _ = reply.send(Err(RequestError::TransactionLost(
+                "leadership moved to another node during the transaction; it was rolled back"
+                    .into(),
+            )));
+            return;
+        }
+        let ends = matches!(step, TxnStep::Commit | TxnStep::Rollback);
+        let answer = match engine.transaction(step).await {
+            Ok(TxnAnswer::Committed(executed)) => {
+                propose(raft, engine, settings, unresolved, executed)
+                    .await
+                    .map(TxnOutcome::Committed)
+            }
+            Ok(TxnAnswer::Executed(result)) => Ok(TxnOutcome::Executed(result)),
+            Ok(TxnAnswer::Done | TxnAnswer::Begun) => Ok(TxnOutcome::Done),
+            Err(e) => Err(txn_request_error(e)),
+        };
+        let lost = matches!(answer, Err(RequestError::TransactionLost(_)));
+        let _ = reply.send(answer);
+        if ends || lost {
+            return;
+        }
+    }
+}
+
+async fn rollback(engine: &Engine) {
+    if let Err(e) = engine.transaction(TxnStep::Rollback).await {
+        tracing::warn!("rolling back an interactive transaction failed: {e}");
+    }
+}
+
+fn txn_request_error(e: TxnError) -> RequestError {
+    match e {
+        TxnError::Sql(sql) => RequestError::Sql(sql),
+        TxnError::Lost(message) => RequestError::TransactionLost(message),
+        TxnError::Engine(engine) => RequestError::Unavailable(format!("storage: {engine}")),
     }
 }
 
@@ -152,13 +328,35 @@ async fn run_batch(
 ) -> Result<Vec<Result<WriteOutcome, RequestError>>, RequestError> {
     settle_unresolved(engine, unresolved).await?;
     wait_until_ready_to_lead(raft, engine, settings).await?;
-    let executed = engine
+    let mut executed = engine
         .execute(requests)
         .await
         .map_err(|e| RequestError::Unavailable(format!("storage: {e}")))?;
+    let results = std::mem::take(&mut executed.results);
+    let committed = propose(raft, engine, settings, unresolved, executed).await;
+    Ok(results
+        .into_iter()
+        .map(|result| {
+            let results = result.map_err(RequestError::Sql)?;
+            Ok(WriteOutcome {
+                results,
+                index: committed.clone()?,
+            })
+        })
+        .collect())
+}
 
-    // The whole batch is one entry: one append, one fsync, one replication round, one apply.
-    let committed: Result<LogIndex, RequestError> = match executed.proposal {
+/// Proposes an executed batch's effects as one Raft entry — one append, one fsync, one
+/// replication round, one apply — and waits (bounded) for it to commit; on failure the batch
+/// is rolled back. Returns the index it committed at.
+async fn propose(
+    raft: &Raft,
+    engine: &Engine,
+    settings: PipelineSettings,
+    unresolved: &mut Option<Unresolved>,
+    executed: ExecutedBatch,
+) -> Result<LogIndex, RequestError> {
+    match executed.proposal {
         None => Ok(engine.visible().borrow().map(|l| l.index).unwrap_or(0)),
         Some(proposal) => {
             let command = Command::Write {
@@ -197,18 +395,7 @@ async fn run_batch(
             }
             outcome
         }
-    };
-    Ok(executed
-        .results
-        .into_iter()
-        .map(|result| {
-            let results = result.map_err(RequestError::Sql)?;
-            Ok(WriteOutcome {
-                results,
-                index: committed.clone()?,
-            })
-        })
-        .collect())
+    }
 }
 
 /// Waits until this node leads, still holds its quorum (lease), and its engine has committed

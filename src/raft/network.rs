@@ -34,6 +34,7 @@ pub mod paths {
     pub const TRANSFER_LEADER: &str = "/raft/transfer-leader";
     pub const EXECUTE: &str = "/internal/execute";
     pub const READ_INDEX: &str = "/internal/read-index";
+    pub const TRANSACTION: &str = "/internal/transaction";
     pub const MEMBERSHIP: &str = "/internal/membership";
 }
 

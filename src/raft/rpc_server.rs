@@ -17,6 +17,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::dispatch::Dispatcher;
 use crate::dispatch::error::RequestError;
+use crate::dispatch::transaction::TxnRequest;
 use crate::raft::membership::{self, MembershipRequest};
 use crate::raft::network::paths;
 use crate::raft::state_machine::{Snapshot, SnapshotFile};
@@ -44,6 +45,7 @@ pub fn router(state: RpcState) -> Router {
         .route(paths::SNAPSHOT, post(snapshot))
         .route(paths::EXECUTE, post(execute))
         .route(paths::READ_INDEX, post(read_index))
+        .route(paths::TRANSACTION, post(transaction))
         .route(paths::MEMBERSHIP, post(membership_change))
         .layer(DefaultBodyLimit::max(MAX_RPC_BYTES))
         .with_state(state)
@@ -130,6 +132,20 @@ async fn execute(State(s): State<RpcState>, body: Bytes) -> Response {
         }),
     };
     encode(&answer)
+}
+
+/// A step of an explicit transaction forwarded by the node its session is connected to.
+async fn transaction(State(s): State<RpcState>, body: Bytes) -> Response {
+    let request: TxnRequest = match decode(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let deadline = std::time::Instant::now() + s.dispatcher.timeouts.write;
+    encode(
+        &s.dispatcher
+            .local_transaction(request.id, request.step, deadline)
+            .await,
+    )
 }
 
 async fn read_index(State(s): State<RpcState>) -> Response {

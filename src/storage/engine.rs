@@ -47,6 +47,10 @@ use crate::storage::meta;
 use crate::storage::policy::{self, ClientSqlGuard};
 use crate::storage::request::{Description, QueryResult, SqlValue, Statement, StatementResult};
 
+mod transaction;
+use transaction::OpenTxn;
+pub use transaction::{TxnAnswer, TxnError, TxnStep};
+
 /// Largest decompressed changeset a node accepts from the log.
 const MAX_CHANGESET_BYTES: usize = 256 * 1024 * 1024;
 /// Prepared statements kept per connection (client SQL is usually a small set of shapes).
@@ -132,6 +136,10 @@ enum Op {
         snapshot: PathBuf,
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
+    Transaction {
+        step: TxnStep,
+        reply: oneshot::Sender<Result<TxnAnswer, TxnError>>,
+    },
 }
 
 impl Op {
@@ -141,6 +149,9 @@ impl Op {
             Op::Execute { reply, .. } => drop(reply.send(Err(EngineError::Poisoned))),
             Op::Apply { reply, .. } | Op::AbortBatch { reply, .. } | Op::Restore { reply, .. } => {
                 drop(reply.send(Err(EngineError::Poisoned)))
+            }
+            Op::Transaction { reply, .. } => {
+                drop(reply.send(Err(TxnError::Engine(EngineError::Poisoned))))
             }
         }
     }
@@ -184,6 +195,7 @@ impl Engine {
             next_seq: 0,
             next_batch_id: 1,
             batch: None,
+            txn: None,
             tx_open: false,
             applied,
             visible: visible_tx,
@@ -225,6 +237,13 @@ impl Engine {
     }
 
     /// Replaces the whole database with the snapshot file's content.
+    /// One step of the leader's interactive transaction (see [`TxnStep`]).
+    pub async fn transaction(&self, step: TxnStep) -> Result<TxnAnswer, TxnError> {
+        self.call(|reply| Op::Transaction { step, reply })
+            .await
+            .map_err(TxnError::Engine)?
+    }
+
     pub async fn restore(&self, snapshot: PathBuf) -> Result<(), EngineError> {
         self.call(|reply| Op::Restore { snapshot, reply }).await?
     }
@@ -325,6 +344,9 @@ struct Writer {
     next_seq: u64,
     next_batch_id: u64,
     batch: Option<OpenBatch>,
+    /// The interactive transaction open inside `batch`, if any: the batch cannot commit while
+    /// it is open.
+    txn: Option<OpenTxn>,
     /// A follower-style transaction is open (entries applied for real, not yet committed).
     tx_open: bool,
     /// Applied log id as of the open transaction (or the last commit).
@@ -369,6 +391,7 @@ impl Writer {
                         }
                         self.tx_open = false;
                         self.batch = None;
+                        self.txn = None;
                     }
                     let _ = reply.send(result);
                 }
@@ -383,6 +406,10 @@ impl Writer {
                 }
                 Op::Restore { snapshot, reply } => {
                     let result = self.restore(&snapshot);
+                    let _ = reply.send(result);
+                }
+                Op::Transaction { step, reply } => {
+                    let result = self.transaction_step(step);
                     let _ = reply.send(result);
                 }
             }
@@ -400,16 +427,12 @@ impl Writer {
                 "execute while an apply transaction is open".into(),
             ));
         }
-        if self.batch.is_none() {
-            self.set_mode(Mode::Leader)?;
-            self.conn.execute_batch("BEGIN IMMEDIATE")?;
-            self.batch = Some(OpenBatch {
-                id: self.next_batch_id,
-                pending: VecDeque::new(),
-                applied: Vec::new(),
-            });
-            self.next_batch_id += 1;
+        if self.txn.is_some() {
+            return Err(EngineError::Corrupt(
+                "execute while an interactive transaction is open".into(),
+            ));
         }
+        self.open_batch()?;
         let ran = run_batch(&self.conn, &self.guard, &requests);
         // A statement may roll back the whole transaction (`INSERT OR ROLLBACK`, a column's
         // `ON CONFLICT ROLLBACK`, `RAISE(ROLLBACK)`, a full disk), or the engine may fail half
@@ -430,20 +453,7 @@ impl Writer {
                 });
             }
         };
-        let proposal = if parts.is_empty() {
-            None
-        } else {
-            let proposal = ProposalId {
-                node: self.node_id,
-                boot: self.boot,
-                seq: self.next_seq,
-            };
-            self.next_seq += 1;
-            if let Some(batch) = self.batch.as_mut() {
-                batch.pending.push_back(proposal);
-            }
-            Some(proposal)
-        };
+        let proposal = self.propose_parts(&parts);
         let batch_id = self.batch.as_ref().map(|b| b.id).unwrap_or(0);
         self.maybe_commit_batch()?;
         Ok(ExecutedBatch {
@@ -452,6 +462,39 @@ impl Writer {
             parts,
             results,
         })
+    }
+
+    /// Opens the leader's batch transaction unless one is open.
+    fn open_batch(&mut self) -> Result<(), EngineError> {
+        if self.batch.is_none() {
+            self.set_mode(Mode::Leader)?;
+            self.conn.execute_batch("BEGIN IMMEDIATE")?;
+            self.batch = Some(OpenBatch {
+                id: self.next_batch_id,
+                pending: VecDeque::new(),
+                applied: Vec::new(),
+            });
+            self.next_batch_id += 1;
+        }
+        Ok(())
+    }
+
+    /// A new proposal id for effects about to be proposed, queued as pending in the open batch;
+    /// `None` when there is nothing to propose.
+    fn propose_parts(&mut self, parts: &[WritePart]) -> Option<ProposalId> {
+        if parts.is_empty() {
+            return None;
+        }
+        let proposal = ProposalId {
+            node: self.node_id,
+            boot: self.boot,
+            seq: self.next_seq,
+        };
+        self.next_seq += 1;
+        if let Some(batch) = self.batch.as_mut() {
+            batch.pending.push_back(proposal);
+        }
+        Some(proposal)
     }
 
     fn apply(&mut self, items: Vec<ApplyItem>) -> Result<(), EngineError> {
@@ -531,7 +574,8 @@ impl Writer {
 
     /// Commits the open batch once nothing of it waits for Raft any more.
     fn maybe_commit_batch(&mut self) -> Result<(), EngineError> {
-        let drained = self.batch.as_ref().is_some_and(|b| b.pending.is_empty());
+        let drained =
+            self.txn.is_none() && self.batch.as_ref().is_some_and(|b| b.pending.is_empty());
         if drained {
             self.conn.execute_batch("COMMIT")?;
             self.batch = None;
@@ -567,6 +611,8 @@ impl Writer {
     /// Rolls the open batch back and re-applies, in a new open transaction, the entries that
     /// were committed by Raft while it was open.
     fn rollback_batch(&mut self) -> Result<(), EngineError> {
+        // An interactive transaction open in the batch goes with it; its next step is told.
+        self.txn = None;
         let Some(batch) = self.batch.take() else {
             return Ok(());
         };
@@ -595,6 +641,7 @@ impl Writer {
         if self.batch.is_some() || self.tx_open {
             self.conn.execute_batch("ROLLBACK")?;
             self.batch = None;
+            self.txn = None;
             self.tx_open = false;
         }
         {
@@ -801,40 +848,51 @@ fn run_request<'c>(
     }
     let mut results = Vec::with_capacity(statements.len());
     for statement in statements {
-        match classify(&statement.sql) {
-            StatementClass::Forbidden(keyword) => {
-                return Err(SqlError::InvalidRequest(format!(
-                    "{keyword} is not allowed: every request is exactly one transaction"
-                ))
-                .into());
-            }
-            StatementClass::Ddl => {
-                // Dropping a table first deletes its rows, which runs foreign-key actions
-                // (CASCADE, SET NULL) on other tables. Replicas replay the DROP with foreign keys
-                // off, so do that delete here, recorded, and ship its effects as a changeset.
-                guard.take_dropped_tables();
-                guard
-                    .while_active(|| conn.prepare_cached(&statement.sql).map(drop))
-                    .map_err(|e| SqlError::from_sqlite(&e))?;
-                let dropped = guard.take_dropped_tables();
-                if !dropped.is_empty() {
-                    // A RESTRICT reference makes this fail, as it would make the DROP fail.
-                    delete_rows_of_dropped_tables(conn, &dropped)
-                        .map_err(|e| SqlError::from_sqlite(&e))?;
-                }
-                if let Some(r) = recorder.take() {
-                    push_changeset(parts, r)?;
-                }
-                results.push(guard.while_active(|| run_statement(conn, statement))?);
-                parts.push(WritePart::Ddl(statement.sql.clone()));
-                *recorder = Some(start_recorder(conn)?);
-            }
-            StatementClass::Dml => {
-                results.push(guard.while_active(|| run_statement(conn, statement))?)
-            }
-        }
+        results.push(run_client_statement(
+            conn, guard, statement, recorder, parts,
+        )?);
     }
     Ok(results)
+}
+
+/// Runs one client statement under the SQL policy. DDL closes the current changeset, is
+/// recorded as text, and starts a new one.
+fn run_client_statement<'c>(
+    conn: &'c Connection,
+    guard: &ClientSqlGuard,
+    statement: &Statement,
+    recorder: &mut Option<ChangeRecorder<'c>>,
+    parts: &mut Vec<WritePart>,
+) -> Result<StatementResult, RequestFailure> {
+    match classify(&statement.sql) {
+        StatementClass::Forbidden(keyword) => Err(SqlError::InvalidRequest(format!(
+            "{keyword} is not allowed: every request is exactly one transaction"
+        ))
+        .into()),
+        StatementClass::Ddl => {
+            // Dropping a table first deletes its rows, which runs foreign-key actions
+            // (CASCADE, SET NULL) on other tables. Replicas replay the DROP with foreign keys
+            // off, so do that delete here, recorded, and ship its effects as a changeset.
+            guard.take_dropped_tables();
+            guard
+                .while_active(|| conn.prepare_cached(&statement.sql).map(drop))
+                .map_err(|e| SqlError::from_sqlite(&e))?;
+            let dropped = guard.take_dropped_tables();
+            if !dropped.is_empty() {
+                // A RESTRICT reference makes this fail, as it would make the DROP fail.
+                delete_rows_of_dropped_tables(conn, &dropped)
+                    .map_err(|e| SqlError::from_sqlite(&e))?;
+            }
+            if let Some(r) = recorder.take() {
+                push_changeset(parts, r)?;
+            }
+            let result = guard.while_active(|| run_statement(conn, statement))?;
+            parts.push(WritePart::Ddl(statement.sql.clone()));
+            *recorder = Some(start_recorder(conn)?);
+            Ok(result)
+        }
+        StatementClass::Dml => Ok(guard.while_active(|| run_statement(conn, statement))?),
+    }
 }
 
 fn start_recorder(conn: &Connection) -> Result<ChangeRecorder<'_>, RequestFailure> {

@@ -54,6 +54,7 @@ impl From<RequestError> for ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "no_leader")
             }
             RequestError::OutcomeUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"),
+            RequestError::TransactionLost(_) => (StatusCode::CONFLICT, "transaction_lost"),
             RequestError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             RequestError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };

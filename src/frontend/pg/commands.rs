@@ -314,15 +314,6 @@ pub fn parse_command(statement: &SqlText) -> Option<Result<Command, PgError>> {
                 .map(|(name, _)| Command::Show { name: Some(name) })
                 .ok_or_else(|| error("42601", "syntax error in SHOW")),
         }),
-        "BEGIN" | "START" | "COMMIT" | "END" | "ROLLBACK" | "ABORT" | "SAVEPOINT" | "RELEASE" => {
-            Some(Err(error(
-                "0A000",
-                format!(
-                    "explicit transactions are not supported yet ({first}): every statement \
-                     runs as its own transaction"
-                ),
-            )))
-        }
         "PREPARE" | "EXECUTE" | "DEALLOCATE" | "DISCARD" | "LISTEN" | "UNLISTEN" | "NOTIFY"
         | "COPY" | "DECLARE" | "FETCH" | "MOVE" | "CLOSE" | "LOCK" | "TRUNCATE" | "GRANT"
         | "REVOKE" | "COMMENT" | "VACUUM" | "CHECKPOINT" | "DO" | "CALL" | "LOAD" | "REFRESH"
@@ -500,8 +491,8 @@ mod tests {
             command("RESET ALL"),
             Some(Ok(Command::Reset { name: None }))
         );
-        assert_eq!(command("BEGIN"), Some(Err("0A000".into())));
-        assert_eq!(command("start transaction"), Some(Err("0A000".into())));
+        // Transaction control is not a command (frontend::pg::transaction parses it).
+        assert_eq!(command("BEGIN"), None);
         assert_eq!(command("COPY t FROM STDIN"), Some(Err("0A000".into())));
         assert_eq!(command("SELECT * FROM t"), None);
         assert_eq!(command("INSERT INTO t VALUES (1)"), None);

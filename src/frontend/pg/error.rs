@@ -24,6 +24,7 @@
 //! | other SQL error | 42000 syntax_error_or_access_rule_violation |
 //! | no leader reachable (minority side) | 55000 object_not_in_prerequisite_state |
 //! | write outcome unknown (leadership lost mid-write) | 08006 connection_failure |
+//! | transaction rolled back (leader change, idle timeout) | 40001 serialization_failure |
 //! | deadline passed | 57014 query_canceled |
 //! | node cannot serve (stopping, storage failed) | 57P03 cannot_connect_now |
 //!
@@ -71,6 +72,7 @@ pub fn sqlstate(error: &RequestError) -> &'static str {
         }
         RequestError::NotLeader { .. } | RequestError::NoLeader(_) => "55000",
         RequestError::OutcomeUnknown(_) => "08006",
+        RequestError::TransactionLost(_) => "40001",
         RequestError::Timeout(_) => "57014",
         RequestError::Unavailable(_) => "57P03",
     }

@@ -1,5 +1,7 @@
 //! The PostgreSQL wire protocol (v3) on every node, through the `pgwire` crate: `psql`,
-//! drivers and tools connect to any node, follower included, and run autocommit work.
+//! drivers and tools connect to any node, follower included, and run autocommit work and
+//! explicit transactions ([`transaction`]; see docs/ARCHITECTURE.md, "Life of an explicit
+//! transaction").
 //!
 //! # Life of a query
 //!
@@ -33,9 +35,6 @@
 //!
 //! # Not yet (next increments)
 //!
-//! - Explicit transactions (`BEGIN` ... `COMMIT`, savepoints, failed-transaction state): 0A000
-//!   for now. They need the engine to hold its single write connection for one interactive
-//!   transaction at a time.
 //! - The PostgreSQL dialect: only `$N` placeholders are rewritten. `::` casts, `SERIAL`,
 //!   `now()`, `ILIKE`, `ON CONFLICT`, ... need the sqlparser-based translation (`VisitorMut`),
 //!   which will also type expression columns properly (today `count(*)` and literals are
@@ -50,7 +49,9 @@ pub mod framing;
 pub mod server;
 pub mod session;
 pub mod sql;
+pub mod status;
 pub mod tags;
+pub mod transaction;
 pub mod types;
 
 pub use server::{PgSettings, serve};

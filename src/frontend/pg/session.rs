@@ -28,23 +28,31 @@ use pgwire::api::{
     ClientInfo, ClientPortalStore, PgWireConnectionState, PidSecretKeyGenerator,
     RandomPidSecretKeyGenerator, Type,
 };
+use pgwire::error::ErrorInfo;
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::data::DataRow;
-use pgwire::messages::response::{ReadyForQuery, TransactionStatus};
+use pgwire::messages::extendedquery::{Execute, Sync as PgSync};
+use pgwire::messages::response::{NoticeResponse, ReadyForQuery, TransactionStatus};
+use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use crate::dispatch::error::RequestError;
+use crate::dispatch::write::TxnOutcome;
 use crate::dispatch::{Consistency, Dispatcher};
 use crate::frontend::pg::commands::{self, Command, Function, Settings};
 use crate::frontend::pg::error::{PgError, error, fatal, into_pgwire, request_error};
 use crate::frontend::pg::sql::{self, Route, SqlText};
+use crate::frontend::pg::status::SessionStatus;
 use crate::frontend::pg::tags::{TagKind, tag_kind};
+use crate::frontend::pg::transaction::{
+    self, ExplicitTxn, Isolation, TxnControl, in_failed_transaction,
+};
 use crate::frontend::pg::types;
 use crate::raft::types::LogIndex;
-use crate::storage::engine::ReadError;
+use crate::storage::engine::{ReadError, TxnStep};
 use crate::storage::error::SqlError;
-use crate::storage::request::{Description, SqlValue, Statement};
+use crate::storage::request::{Description, SqlValue, Statement, StatementResult};
 
 /// Per-connection state shared by the handlers.
 pub struct Session {
@@ -59,6 +67,8 @@ struct SessionState {
     user: String,
     database: String,
     pid: i32,
+    /// The explicit transaction (`BEGIN` ... `COMMIT`), if one is open.
+    txn: Option<ExplicitTxn>,
 }
 
 impl Session {
@@ -71,8 +81,33 @@ impl Session {
                 user: String::new(),
                 database: String::new(),
                 pid: 0,
+                txn: None,
             }),
         })
+    }
+
+    /// The transaction status ReadyForQuery reports: idle, in a transaction, or in a failed one.
+    pub fn transaction_status(&self) -> TransactionStatus {
+        match &self.state().txn {
+            None => TransactionStatus::Idle,
+            Some(txn) if txn.failed => TransactionStatus::Error,
+            Some(_) => TransactionStatus::Transaction,
+        }
+    }
+
+    fn in_failed_transaction(&self) -> bool {
+        self.state().txn.as_ref().is_some_and(|t| t.failed)
+    }
+
+    fn in_transaction(&self) -> bool {
+        self.state().txn.is_some()
+    }
+
+    /// An error inside an explicit transaction fails it, as in PostgreSQL.
+    fn note_error(&self) {
+        if let Some(txn) = self.state().txn.as_mut() {
+            txn.failed = true;
+        }
     }
 
     /// The state, even if a panicking thread poisoned the lock (it holds plain values).
@@ -149,6 +184,31 @@ impl Session {
             sql: plan.sqlite.clone(),
             params,
         };
+        let on_writer = {
+            let mut state = self.state();
+            match state.txn.as_mut() {
+                None => false,
+                Some(txn) if txn.failed => return Err(in_failed_transaction()),
+                Some(txn) => {
+                    txn.fresh = false;
+                    if txn.read_only && plan.route == Route::Write {
+                        return Err(error(
+                            "25006",
+                            "cannot execute a write in a read-only transaction",
+                        ));
+                    }
+                    // Reads before the first write see the latest committed data, as under
+                    // PostgreSQL's READ COMMITTED; from the first write on (or from the start,
+                    // for stricter isolation) everything runs on the leader's writer.
+                    txn.remote.is_some()
+                        || plan.route == Route::Write
+                        || txn.isolation == Isolation::Serializable
+                }
+            }
+        };
+        if on_writer {
+            return self.run_in_transaction(statement, plan.tag.clone()).await;
+        }
         match plan.route {
             Route::Read => {
                 let (consistency, last_index) = self.consistency();
@@ -190,21 +250,226 @@ impl Session {
             .results
             .into_iter()
             .zip(tags)
-            .map(|(result, tag)| {
-                if result.columns.is_empty() {
-                    Outcome::Done {
-                        tag: tag.tag(result.rows_affected),
-                    }
+            .map(|(result, tag)| outcome(result, tag))
+            .collect())
+    }
+
+    /// Runs a statement of the explicit transaction on the leader's writer (beginning the
+    /// transaction there with its first write).
+    async fn run_in_transaction(
+        &self,
+        statement: Statement,
+        tag: TagKind,
+    ) -> Result<Outcome, PgError> {
+        match self.transaction_step(TxnStep::Execute(statement)).await? {
+            TxnOutcome::Executed(result) => Ok(outcome(result, tag)),
+            other => Err(error(
+                "XX000",
+                format!("unexpected transaction answer {other:?}"),
+            )),
+        }
+    }
+
+    /// Sends one step of the explicit transaction to where it lives, remembering where that is.
+    /// A lost transaction (leader change, idle timeout) leaves nothing to roll back.
+    async fn transaction_step(&self, step: TxnStep) -> Result<TxnOutcome, PgError> {
+        let remote = self.state().txn.as_ref().and_then(|t| t.remote);
+        let ends = matches!(step, TxnStep::Commit | TxnStep::Rollback);
+        let answer = self.dispatcher.transaction(remote, step).await;
+        let mut state = self.state();
+        match answer {
+            Ok((txn_ref, outcome)) => {
+                if let Some(txn) = state.txn.as_mut()
+                    && !ends
+                {
+                    txn.remote = Some(txn_ref);
+                }
+                Ok(outcome)
+            }
+            Err(e) => {
+                if let Some(txn) = state.txn.as_mut()
+                    && matches!(e, RequestError::TransactionLost(_))
+                {
+                    txn.remote = None;
+                    txn.savepoints.clear();
+                }
+                Err(request_error(&e))
+            }
+        }
+    }
+
+    /// Answers a transaction-control statement.
+    async fn transaction_control<C>(
+        &self,
+        client: &mut C,
+        control: TxnControl,
+    ) -> PgWireResult<Response>
+    where
+        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (open, failed, remote) = {
+            let state = self.state();
+            match &state.txn {
+                None => (false, false, None),
+                Some(txn) => (true, txn.failed, txn.remote),
+            }
+        };
+        let release = matches!(control, TxnControl::Release(_));
+        let response = match control {
+            TxnControl::Begin { modes, tag } => {
+                if failed {
+                    Response::Error(in_failed_transaction())
+                } else if open {
+                    warn(
+                        client,
+                        "25001",
+                        "there is already a transaction in progress",
+                    )
+                    .await?;
+                    Response::TransactionStart(Tag::new(tag))
                 } else {
-                    Outcome::Rows {
-                        tag,
-                        columns: result.columns,
-                        decltypes: result.decltypes,
-                        rows: result.rows,
+                    self.state().txn = Some(ExplicitTxn::new(modes));
+                    Response::TransactionStart(Tag::new(tag))
+                }
+            }
+            TxnControl::SetTransaction(_) if !open => {
+                warn(
+                    client,
+                    "25P01",
+                    "SET TRANSACTION can only be used in transaction blocks",
+                )
+                .await?;
+                Response::Execution(Tag::new("SET"))
+            }
+            TxnControl::SetTransaction(modes) => {
+                let mut state = self.state();
+                match state.txn.as_mut() {
+                    None => Response::Execution(Tag::new("SET")),
+                    Some(txn) if txn.failed => Response::Error(in_failed_transaction()),
+                    Some(txn) if !txn.fresh && modes.isolation.is_some() => Response::Error(error(
+                        "25001",
+                        "SET TRANSACTION ISOLATION LEVEL must be called before any query",
+                    )),
+                    Some(txn) => {
+                        if let Some(read_only) = modes.read_only {
+                            txn.read_only = read_only;
+                        }
+                        if let Some(isolation) = modes.isolation {
+                            txn.isolation = isolation;
+                        }
+                        Response::Execution(Tag::new("SET"))
                     }
                 }
-            })
-            .collect())
+            }
+            TxnControl::Commit if !open => {
+                warn(client, "25P01", "there is no transaction in progress").await?;
+                Response::TransactionEnd(Tag::new("COMMIT"))
+            }
+            TxnControl::Commit if failed || remote.is_none() => {
+                if remote.is_some() {
+                    // Best effort: the leader rolls it back on its own if this is lost.
+                    let _ = self.transaction_step(TxnStep::Rollback).await;
+                }
+                self.state().txn = None;
+                Response::TransactionEnd(Tag::new(if failed { "ROLLBACK" } else { "COMMIT" }))
+            }
+            TxnControl::Commit => {
+                let committed = self.transaction_step(TxnStep::Commit).await;
+                self.state().txn = None;
+                match committed {
+                    Ok(TxnOutcome::Committed(index)) => {
+                        self.observe(index);
+                        Response::TransactionEnd(Tag::new("COMMIT"))
+                    }
+                    Ok(other) => Response::Error(error(
+                        "XX000",
+                        format!("unexpected answer to COMMIT: {other:?}"),
+                    )),
+                    Err(e) => Response::Error(e),
+                }
+            }
+            TxnControl::Rollback => {
+                if !open {
+                    warn(client, "25P01", "there is no transaction in progress").await?;
+                } else if remote.is_some() {
+                    let _ = self.transaction_step(TxnStep::Rollback).await;
+                }
+                self.state().txn = None;
+                Response::TransactionEnd(Tag::new("ROLLBACK"))
+            }
+            TxnControl::Savepoint(_) | TxnControl::Release(_) | TxnControl::RollbackTo(_)
+                if !open =>
+            {
+                let what = match control {
+                    TxnControl::Savepoint(_) => "SAVEPOINT",
+                    TxnControl::Release(_) => "RELEASE SAVEPOINT",
+                    _ => "ROLLBACK TO SAVEPOINT",
+                };
+                Response::Error(error(
+                    "25P01",
+                    format!("{what} can only be used in transaction blocks"),
+                ))
+            }
+            TxnControl::Savepoint(_) | TxnControl::Release(_) if failed => {
+                Response::Error(in_failed_transaction())
+            }
+            TxnControl::Savepoint(name) => {
+                match self
+                    .transaction_step(TxnStep::Savepoint(name.clone()))
+                    .await
+                {
+                    Ok(_) => {
+                        if let Some(txn) = self.state().txn.as_mut() {
+                            txn.fresh = false;
+                            txn.savepoints.push(name);
+                        }
+                        Response::Execution(Tag::new("SAVEPOINT"))
+                    }
+                    Err(e) => Response::Error(e),
+                }
+            }
+            TxnControl::Release(name) | TxnControl::RollbackTo(name) => {
+                let position = self
+                    .state()
+                    .txn
+                    .as_ref()
+                    .and_then(|t| t.savepoints.iter().rposition(|n| *n == name));
+                match position {
+                    None => Response::Error(error(
+                        "3B001",
+                        format!("savepoint \"{name}\" does not exist"),
+                    )),
+                    Some(at) => {
+                        let step = if release {
+                            TxnStep::Release(name)
+                        } else {
+                            TxnStep::RollbackTo(name)
+                        };
+                        match self.transaction_step(step).await {
+                            Ok(_) => {
+                                if let Some(txn) = self.state().txn.as_mut() {
+                                    if release {
+                                        txn.savepoints.truncate(at);
+                                    } else {
+                                        txn.savepoints.truncate(at + 1);
+                                        txn.failed = false;
+                                    }
+                                }
+                                Response::Execution(Tag::new(if release {
+                                    "RELEASE"
+                                } else {
+                                    "ROLLBACK"
+                                }))
+                            }
+                            Err(e) => Response::Error(e),
+                        }
+                    }
+                }
+            }
+        };
+        Ok(response)
     }
 
     /// Answers a command the front end handles itself. Setting changes that clients track
@@ -324,6 +589,9 @@ impl Session {
     /// Plans one statement for the extended protocol: a local command, or SQL described by
     /// SQLite (columns, parameter count, read-only) with parameter types inferred.
     async fn plan(&self, statement: SqlText, client_types: &[Option<Type>]) -> PgWireResult<Plan> {
+        if let Some(control) = transaction::parse(&statement) {
+            return control.map(Plan::Transaction).map_err(into_pgwire);
+        }
         if let Some(command) = commands::parse_command(&statement) {
             return command.map(Plan::Command).map_err(into_pgwire);
         }
@@ -376,6 +644,38 @@ fn function_type(function: Function) -> Type {
     }
 }
 
+/// A statement's result as an outcome tagged the PostgreSQL way.
+fn outcome(result: StatementResult, tag: TagKind) -> Outcome {
+    if result.columns.is_empty() {
+        Outcome::Done {
+            tag: tag.tag(result.rows_affected),
+        }
+    } else {
+        Outcome::Rows {
+            tag,
+            columns: result.columns,
+            decltypes: result.decltypes,
+            rows: result.rows,
+        }
+    }
+}
+
+/// Sends a WARNING notice (the statement still succeeds).
+async fn warn<C>(client: &mut C, code: &str, message: &str) -> PgWireResult<()>
+where
+    C: Sink<PgWireBackendMessage> + Unpin + Send,
+    C::Error: Debug,
+    PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+{
+    let info = ErrorInfo::new("WARNING".into(), code.into(), message.into());
+    client
+        .feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(
+            info,
+        )))
+        .await?;
+    Ok(())
+}
+
 /// A statement prepared with Parse.
 #[derive(Debug)]
 pub struct Prepared {
@@ -385,6 +685,7 @@ pub struct Prepared {
 #[derive(Debug)]
 pub enum Plan {
     Command(Command),
+    Transaction(TxnControl),
     Sql(SqlPlan),
 }
 
@@ -515,6 +816,20 @@ fn simple_response(outcome: Outcome) -> Response {
     }
 }
 
+impl Drop for Session {
+    /// A connection closed inside a transaction: roll it back on its leader now rather than
+    /// leave it blocking writers until the idle timeout.
+    fn drop(&mut self) {
+        let remote = self.state().txn.take().and_then(|t| t.remote);
+        if let (Some(txn), Ok(runtime)) = (remote, tokio::runtime::Handle::try_current()) {
+            let dispatcher = self.dispatcher.clone();
+            runtime.spawn(async move {
+                let _ = dispatcher.transaction(Some(txn), TxnStep::Rollback).await;
+            });
+        }
+    }
+}
+
 /// Process ids (BackendKeyData, `pg_backend_pid()`) are unique per node process.
 static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
     LazyLock::new(RandomPidSecretKeyGenerator::default);
@@ -615,10 +930,24 @@ impl StartupHandler for Handler {
 
 #[async_trait]
 impl SimpleQueryHandler for Handler {
-    /// Runs a query string. As in PostgreSQL, its statements form one implicit transaction:
-    /// consecutive SQL statements including a write go to the leader together as one
-    /// transaction; reads alone go one by one to `query`; session commands run in between.
-    /// The first error ends the string.
+    /// pgwire's query handling, with ReadyForQuery carrying the session's transaction status.
+    async fn on_query<C>(&self, client: &mut C, query: Query) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.session.clone();
+        let mut client = SessionStatus::new(client, move || session.transaction_status());
+        self._on_query(&mut client, query).await
+    }
+
+    /// Runs a query string statement by statement. Transaction control and session commands
+    /// are answered here. Inside an explicit transaction each SQL statement runs on its own;
+    /// outside one, as in PostgreSQL, consecutive SQL statements form one implicit
+    /// transaction: with a write among them they go to the leader together as one
+    /// transaction, reads alone go one by one to `query`. The first error ends the string.
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -632,18 +961,27 @@ impl SimpleQueryHandler for Handler {
         }
         let mut responses = Vec::with_capacity(statements.len());
         let mut i = 0;
-        while i < statements.len() {
-            match commands::parse_command(&statements[i]) {
+        while i < statements.len() && !responses.iter().any(is_error) {
+            let statement = &statements[i];
+            if let Some(control) = transaction::parse(statement) {
+                responses.push(match control {
+                    Ok(control) => self.session.transaction_control(client, control).await?,
+                    Err(e) => Response::Error(e),
+                });
+                i += 1;
+                continue;
+            }
+            if self.session.in_failed_transaction() {
+                responses.push(Response::Error(in_failed_transaction()));
+                break;
+            }
+            match commands::parse_command(statement) {
                 Some(Ok(command)) => {
-                    let response = self
-                        .session
-                        .run_command(client, &command, &Format::UnifiedText)
-                        .await?;
-                    let failed = matches!(response, Response::Error(_));
-                    responses.push(response);
-                    if failed {
-                        break;
-                    }
+                    responses.push(
+                        self.session
+                            .run_command(client, &command, &Format::UnifiedText)
+                            .await?,
+                    );
                     i += 1;
                     continue;
                 }
@@ -653,24 +991,25 @@ impl SimpleQueryHandler for Handler {
                 }
                 None => {}
             }
+            if self.session.in_transaction() {
+                let plan = simple_plan(statement);
+                responses.push(match self.session.run(&plan, Vec::new()).await {
+                    Ok(outcome) => simple_response(outcome),
+                    Err(e) => Response::Error(e),
+                });
+                i += 1;
+                continue;
+            }
             let mut end = i;
-            while end < statements.len() && commands::parse_command(&statements[end]).is_none() {
+            while end < statements.len()
+                && commands::parse_command(&statements[end]).is_none()
+                && transaction::parse(&statements[end]).is_none()
+            {
                 end += 1;
             }
-            let group = &statements[i..end];
+            let plans: Vec<SqlPlan> = statements[i..end].iter().map(simple_plan).collect();
             i = end;
-            let plans: Vec<SqlPlan> = group
-                .iter()
-                .map(|s| SqlPlan {
-                    sqlite: sql::to_sqlite(s).0,
-                    route: sql::route(s),
-                    tag: tag_kind(s),
-                    parameter_types: Vec::new(),
-                    columns: Vec::new(),
-                    column_types: Vec::new(),
-                })
-                .collect();
-            let failed = if plans.iter().any(|p| p.route == Route::Write) {
+            if plans.iter().any(|p| p.route == Route::Write) {
                 let statements = plans
                     .iter()
                     .map(|p| {
@@ -684,34 +1023,41 @@ impl SimpleQueryHandler for Handler {
                     })
                     .collect();
                 match self.session.execute(statements).await {
-                    Ok(outcomes) => {
-                        responses.extend(outcomes.into_iter().map(simple_response));
-                        false
-                    }
-                    Err(e) => {
-                        responses.push(Response::Error(e));
-                        true
-                    }
+                    Ok(outcomes) => responses.extend(outcomes.into_iter().map(simple_response)),
+                    Err(e) => responses.push(Response::Error(e)),
                 }
             } else {
-                let mut failed = false;
                 for plan in &plans {
                     match self.session.run(plan, Vec::new()).await {
                         Ok(outcome) => responses.push(simple_response(outcome)),
                         Err(e) => {
                             responses.push(Response::Error(e));
-                            failed = true;
                             break;
                         }
                     }
                 }
-                failed
-            };
-            if failed || responses.iter().any(|r| matches!(r, Response::Error(_))) {
-                break;
             }
         }
+        if responses.iter().any(is_error) {
+            self.session.note_error();
+        }
         Ok(responses)
+    }
+}
+
+fn is_error(response: &Response) -> bool {
+    matches!(response, Response::Error(_))
+}
+
+/// A simple-query statement's plan: routed by its words, types taken from the rows.
+fn simple_plan(statement: &SqlText) -> SqlPlan {
+    SqlPlan {
+        sqlite: sql::to_sqlite(statement).0,
+        route: sql::route(statement),
+        tag: tag_kind(statement),
+        parameter_types: Vec::new(),
+        columns: Vec::new(),
+        column_types: Vec::new(),
     }
 }
 
@@ -750,7 +1096,7 @@ impl QueryParser for Parser {
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
         Ok(match &statement.plan {
             Plan::Sql(plan) => plan.parameter_types.clone(),
-            Plan::Command(_) => Vec::new(),
+            Plan::Command(_) | Plan::Transaction(_) => Vec::new(),
         })
     }
 
@@ -775,7 +1121,7 @@ impl QueryParser for Parser {
                 &[function_type(*function)],
                 &format,
             ),
-            Plan::Command(_) => Vec::new(),
+            Plan::Command(_) | Plan::Transaction(_) => Vec::new(),
         })
     }
 }
@@ -787,6 +1133,43 @@ impl ExtendedQueryHandler for Handler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// pgwire's Execute handling, with the session's transaction status.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let session = self.session.clone();
+        let mut client = SessionStatus::new(client, move || session.transaction_status());
+        self._on_execute(&mut client, message).await
+    }
+
+    /// Sync ends an extended-protocol cycle. An error pgwire raised itself in the cycle (a bad
+    /// Bind, an unknown portal) fails the explicit transaction as PostgreSQL would; then
+    /// ReadyForQuery reports the session's transaction status.
+    async fn on_sync<C>(&self, client: &mut C, _message: PgSync) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if client.transaction_status() == TransactionStatus::Error {
+            self.session.note_error();
+        }
+        client.portal_store().rm_portal(pgwire::api::DEFAULT_NAME);
+        let status = self.session.transaction_status();
+        client.set_transaction_status(status);
+        client
+            .send(PgWireBackendMessage::ReadyForQuery(ReadyForQuery::new(
+                status,
+            )))
+            .await?;
+        Ok(())
     }
 
     async fn do_describe_statement<C>(
@@ -839,6 +1222,19 @@ impl ExtendedQueryHandler for Handler {
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
         let plan = match &portal.statement.statement.plan {
+            Plan::Transaction(control) => {
+                let response = self
+                    .session
+                    .transaction_control(client, control.clone())
+                    .await?;
+                if is_error(&response) {
+                    self.session.note_error();
+                }
+                return Ok(response);
+            }
+            Plan::Command(_) if self.session.in_failed_transaction() => {
+                return Err(into_pgwire(in_failed_transaction()));
+            }
             Plan::Command(command) => {
                 let schema = self
                     .parser
@@ -884,7 +1280,11 @@ impl ExtendedQueryHandler for Handler {
                     .map_err(|e| into_pgwire(error(e.code, e.message)))
             })
             .collect::<PgWireResult<Vec<_>>>()?;
-        match self.session.run(plan, params).await.map_err(into_pgwire)? {
+        let ran = self.session.run(plan, params).await;
+        if ran.is_err() {
+            self.session.note_error();
+        }
+        match ran.map_err(into_pgwire)? {
             Outcome::Done { tag } => Ok(Response::Execution(Tag::new(&tag))),
             Outcome::Rows {
                 tag, columns, rows, ..

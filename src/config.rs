@@ -52,6 +52,10 @@ pub struct NodeConfig {
     pub txn_idle_timeout_ms: u64,
     /// Concurrent SQLite read connections.
     pub read_connections: usize,
+    /// Linearizable reads use the leader's lease (no quorum round while the lease is fresh;
+    /// assumes clock rates differ by far less than the election timeout). `false`: a quorum
+    /// round for every read index.
+    pub lease_reads: bool,
 }
 
 impl Default for NodeConfig {
@@ -77,6 +81,7 @@ impl Default for NodeConfig {
             read_timeout_ms: 5_000,
             txn_idle_timeout_ms: 5_000,
             read_connections: 4,
+            lease_reads: true,
         }
     }
 }

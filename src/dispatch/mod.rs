@@ -69,6 +69,9 @@ pub struct Timeouts {
     pub leader_wait: Duration,
     /// A leader silent for longer than this is presumed gone (the election timeout).
     pub leader_silence: Duration,
+    /// Linearizable reads trust the leader's lease (a quorum acknowledged it within the lease,
+    /// so no other leader can exist yet) instead of a quorum round per read.
+    pub lease_reads: bool,
 }
 
 /// Routes requests; one per node, cheap to clone.
@@ -262,13 +265,19 @@ impl Dispatcher {
     /// Leader side of a read index request.
     pub async fn local_read_index(&self, deadline: Instant) -> Result<LogIndex, RequestError> {
         let remaining = deadline.saturating_duration_since(Instant::now());
-        let linearizer = tokio::time::timeout(
-            remaining,
-            self.raft
-                .get_read_linearizer(openraft::ReadPolicy::ReadIndex),
-        )
-        .await
-        .map_err(|_| RequestError::Timeout("could not confirm leadership with a quorum".into()))?;
+        // With leases: a quorum acknowledgement younger than the lease suffices; an older one
+        // makes the leader send heartbeats now and wait for a fresh one. Without: always a
+        // fresh quorum round (ReadIndex).
+        let option = if self.timeouts.lease_reads {
+            openraft::raft::linearizable_read::LinearizerOption::new(None, true)
+        } else {
+            openraft::ReadPolicy::ReadIndex.into()
+        };
+        let linearizer = tokio::time::timeout(remaining, self.raft.get_read_linearizer(option))
+            .await
+            .map_err(|_| {
+                RequestError::Timeout("could not confirm leadership with a quorum".into())
+            })?;
         match linearizer {
             Ok(linearizer) => Ok(linearizer.read_log_id().index()),
             Err(e) => match e.into_api_error() {

@@ -34,6 +34,7 @@
 use pgwire::error::{ErrorInfo, PgWireError};
 
 use crate::dispatch::error::RequestError;
+use crate::frontend::pg::sql::SqlText;
 use crate::storage::error::SqlError;
 
 // SQLite's extended constraint codes (sqlite3.h).
@@ -137,6 +138,16 @@ pub fn error(code: &str, message: impl Into<String>) -> PgError {
 /// A FATAL error: the server closes the connection after sending it.
 pub fn fatal(code: &str, message: impl Into<String>) -> PgError {
     Box::new(ErrorInfo::new("FATAL".into(), code.into(), message.into()))
+}
+
+/// 42601 pointing at token `at` of `statement` (or at its end), as PostgreSQL words it.
+pub fn syntax_error_at(statement: &SqlText, at: usize) -> PgError {
+    let near = statement
+        .tokens
+        .get(at)
+        .map(|t| format!("at or near \"{}\"", t.text(&statement.sql)))
+        .unwrap_or_else(|| "at end of input".into());
+    error("42601", format!("syntax error {near}"))
 }
 
 /// A construct this front end does not support yet (0A000), named.

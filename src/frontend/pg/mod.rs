@@ -28,6 +28,11 @@
 //!    binary, the CommandComplete tag is PostgreSQL's ([`tags`]); errors carry SQLSTATEs from
 //!    the one mapping in [`error`].
 //!
+//! `COPY ... FROM STDIN` ([`copy`]) collects the data (the connection's CopyHandler), parses
+//! it (text or CSV) at CopyDone and inserts the rows with multi-row INSERTs as one
+//! transaction on the leader (or as part of the open one); `COPY ... TO STDOUT` reads at the
+//! session's consistency and streams one CopyData per row.
+//!
 //! Sessions remember their settings, their read consistency
 //! (`SET phalanx.read_consistency = 'linearizable' | 'session' | 'any'`, default
 //! linearizable) and the last log index they wrote or read, so `session` reads see the
@@ -40,10 +45,11 @@
 //!   which will also type expression columns properly (today `count(*)` and literals are
 //!   typed by their text, other expressions by their values or as text).
 //! - `pg_catalog` / `information_schema`: psql's `\d` family and driver introspection.
-//! - TLS, SCRAM/MD5 authentication, CancelRequest, COPY, `date`/`timestamp` types (sent as
-//!   text today).
+//! - TLS, SCRAM/MD5 authentication, CancelRequest, binary COPY, `date`/`timestamp` types (sent
+//!   as text today).
 
 pub mod commands;
+pub mod copy;
 pub mod error;
 pub mod framing;
 pub mod server;

@@ -223,7 +223,7 @@ async fn run_connection(
             handler.clone(),
             handler.clone(),
             handler.clone(),
-            noop.clone(),
+            handler.clone(),
             noop.clone(),
         )
         .await;

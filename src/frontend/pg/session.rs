@@ -11,16 +11,17 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
 use std::time::Instant;
 
 use async_trait::async_trait;
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 use futures::{Sink, SinkExt};
 use pgwire::api::auth::{
     StartupHandler, protocol_negotiation, save_startup_parameters_to_metadata,
 };
+use pgwire::api::copy::CopyHandler;
 use pgwire::api::portal::{Format, Portal};
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
 use pgwire::api::results::{
-    DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo, QueryResponse,
-    Response, Tag,
+    CopyResponse, DescribePortalResponse, DescribeStatementResponse, FieldFormat, FieldInfo,
+    QueryResponse, Response, Tag,
 };
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
@@ -30,6 +31,7 @@ use pgwire::api::{
 };
 use pgwire::error::ErrorInfo;
 use pgwire::error::{PgWireError, PgWireResult};
+use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::{Execute, Sync as PgSync};
 use pgwire::messages::response::{NoticeResponse, ReadyForQuery, TransactionStatus};
@@ -41,6 +43,7 @@ use crate::dispatch::error::RequestError;
 use crate::dispatch::write::TxnOutcome;
 use crate::dispatch::{Consistency, Dispatcher};
 use crate::frontend::pg::commands::{self, Command, Function, Settings};
+use crate::frontend::pg::copy::{self, CopyCommand, CopyOptions, CopySource};
 use crate::frontend::pg::error::{PgError, error, fatal, into_pgwire, request_error};
 use crate::frontend::pg::sql::{self, Route, SqlText};
 use crate::frontend::pg::status::SessionStatus;
@@ -69,6 +72,18 @@ struct SessionState {
     pid: i32,
     /// The explicit transaction (`BEGIN` ... `COMMIT`), if one is open.
     txn: Option<ExplicitTxn>,
+    /// A `COPY ... FROM STDIN` receiving data.
+    copy_in: Option<CopyIn>,
+}
+
+/// A COPY FROM STDIN in progress: its target and the data received so far.
+struct CopyIn {
+    table: String,
+    columns: Vec<String>,
+    options: CopyOptions,
+    data: Vec<u8>,
+    /// More than `copy::MAX_COPY_BYTES` arrived: refused at CopyDone.
+    overflow: bool,
 }
 
 impl Session {
@@ -82,6 +97,7 @@ impl Session {
                 database: String::new(),
                 pid: 0,
                 txn: None,
+                copy_in: None,
             }),
         })
     }
@@ -296,6 +312,178 @@ impl Session {
                 Err(request_error(&e))
             }
         }
+    }
+
+    /// Starts a COPY: FROM STDIN answers CopyInResponse and waits for the data (the
+    /// connection's CopyHandler); TO STDOUT reads the rows and streams them.
+    async fn start_copy(&self, command: CopyCommand) -> Result<Response, PgError> {
+        if self.in_failed_transaction() {
+            return Err(in_failed_transaction());
+        }
+        match command {
+            CopyCommand::In {
+                table,
+                columns,
+                options,
+            } => {
+                if self.state().txn.as_ref().is_some_and(|t| t.read_only) {
+                    return Err(error(
+                        "25006",
+                        "cannot execute COPY FROM in a read-only transaction",
+                    ));
+                }
+                let columns = match columns {
+                    Some(columns) => columns,
+                    None => {
+                        let sql = format!("SELECT * FROM {}", quote_identifier(&table));
+                        self.describe(&sql, std::slice::from_ref(&table))
+                            .await?
+                            .columns
+                    }
+                };
+                let count = columns.len();
+                self.state().copy_in = Some(CopyIn {
+                    table,
+                    columns,
+                    options,
+                    data: Vec::new(),
+                    overflow: false,
+                });
+                Ok(Response::CopyIn(CopyResponse::new(
+                    0,
+                    count,
+                    futures::stream::empty(),
+                )))
+            }
+            CopyCommand::Out { source, options } => {
+                let query = match source {
+                    CopySource::Table { table, columns } => {
+                        let list = columns
+                            .map(|c| {
+                                c.iter()
+                                    .map(|c| quote_identifier(c))
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            })
+                            .unwrap_or_else(|| "*".into());
+                        format!("SELECT {list} FROM {}", quote_identifier(&table))
+                    }
+                    CopySource::Query(query) => query,
+                };
+                let plan = simple_plan(&SqlText::new(&query));
+                let Outcome::Rows {
+                    columns,
+                    decltypes,
+                    rows,
+                    ..
+                } = self.run(&plan, Vec::new()).await?
+                else {
+                    return Err(error(
+                        "0A000",
+                        "COPY (query) TO needs a query that returns rows",
+                    ));
+                };
+                let types = types::result_types(&columns, &decltypes, &rows);
+                let mut lines = Vec::with_capacity(rows.len() + 1);
+                if options.header {
+                    lines.push(copy::format_header(&columns, &options));
+                }
+                for row in rows {
+                    let values = row
+                        .iter()
+                        .zip(&types)
+                        .map(|(value, ty)| types::encode_text(value, ty))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| error(e.code, e.message))?;
+                    lines.push(copy::format_row(&values, &options));
+                }
+                let data = lines
+                    .into_iter()
+                    .map(|line| Ok(CopyData::new(Bytes::from(line))));
+                Ok(Response::CopyOut(CopyResponse::new(
+                    0,
+                    columns.len(),
+                    futures::stream::iter(data),
+                )))
+            }
+        }
+    }
+
+    /// Takes more COPY FROM data.
+    fn copy_data(&self, data: &[u8]) {
+        if let Some(copy) = self.state().copy_in.as_mut() {
+            if copy.data.len() + data.len() > copy::MAX_COPY_BYTES {
+                copy.overflow = true;
+                copy.data = Vec::new();
+            } else if !copy.overflow {
+                copy.data.extend_from_slice(data);
+            }
+        }
+    }
+
+    /// Ends COPY FROM: inserts every row as one transaction (or as part of the open one);
+    /// returns the row count.
+    async fn finish_copy(&self) -> Result<u64, PgError> {
+        let copy = self
+            .state()
+            .copy_in
+            .take()
+            .ok_or_else(|| error("08P01", "CopyDone without COPY FROM STDIN"))?;
+        if copy.overflow {
+            return Err(error(
+                "54000",
+                format!(
+                    "COPY data exceeds {} bytes; split it into several COPY statements",
+                    copy::MAX_COPY_BYTES
+                ),
+            ));
+        }
+        let rows = copy::parse_rows(&copy.data, &copy.options, copy.columns.len())?;
+        drop(copy.data);
+        let count = rows.len() as u64;
+        let statements = copy_insert_statements(&copy.table, &copy.columns, rows);
+        if statements.is_empty() {
+            return Ok(0);
+        }
+        if self.in_transaction() {
+            for statement in statements {
+                self.run_in_transaction(statement, TagKind::Insert).await?;
+            }
+            return Ok(count);
+        }
+        // Autocommit: the whole COPY is one transaction on the leader.
+        let mut txn = None;
+        for statement in statements {
+            match self
+                .dispatcher
+                .transaction(txn, TxnStep::Execute(statement))
+                .await
+            {
+                Ok((at, _)) => txn = Some(at),
+                Err(e) => {
+                    if txn.is_some() {
+                        let _ = self.dispatcher.transaction(txn, TxnStep::Rollback).await;
+                    }
+                    return Err(request_error(&e));
+                }
+            }
+        }
+        match self.dispatcher.transaction(txn, TxnStep::Commit).await {
+            Ok((_, TxnOutcome::Committed(index))) => {
+                self.observe(index);
+                Ok(count)
+            }
+            Ok((_, other)) => Err(error(
+                "XX000",
+                format!("unexpected answer to COMMIT: {other:?}"),
+            )),
+            Err(e) => Err(request_error(&e)),
+        }
+    }
+
+    /// COPY FROM was abandoned by the client (CopyFail) or by an error.
+    fn abandon_copy(&self) {
+        self.state().copy_in = None;
     }
 
     /// Answers a transaction-control statement.
@@ -592,6 +780,9 @@ impl Session {
         if let Some(control) = transaction::parse(&statement) {
             return control.map(Plan::Transaction).map_err(into_pgwire);
         }
+        if let Some(command) = copy::parse(&statement) {
+            return command.map(Plan::Copy).map_err(into_pgwire);
+        }
         if let Some(command) = commands::parse_command(&statement) {
             return command.map(Plan::Command).map_err(into_pgwire);
         }
@@ -644,6 +835,42 @@ fn function_type(function: Function) -> Type {
     }
 }
 
+/// SQLite statements inserting COPY rows: multi-row INSERTs within SQLite's parameter limit.
+fn copy_insert_statements(
+    table: &str,
+    columns: &[String],
+    rows: Vec<copy::CopyRow>,
+) -> Vec<Statement> {
+    const MAX_PARAMETERS: usize = 32_000;
+    const MAX_ROWS: usize = 500;
+    let per_statement = (MAX_PARAMETERS / columns.len().max(1)).clamp(1, MAX_ROWS);
+    let head = format!(
+        "INSERT INTO {} ({}) VALUES ",
+        quote_identifier(table),
+        columns
+            .iter()
+            .map(|c| quote_identifier(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let tuple = format!("({})", vec!["?"; columns.len()].join(", "));
+    rows.chunks(per_statement)
+        .map(|chunk| {
+            let sql = format!("{head}{}", vec![tuple.as_str(); chunk.len()].join(", "));
+            let params = chunk
+                .iter()
+                .flatten()
+                .map(|v| v.clone().map(SqlValue::Text).unwrap_or(SqlValue::Null))
+                .collect();
+            Statement { sql, params }
+        })
+        .collect()
+}
+
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// A statement's result as an outcome tagged the PostgreSQL way.
 fn outcome(result: StatementResult, tag: TagKind) -> Outcome {
     if result.columns.is_empty() {
@@ -686,6 +913,7 @@ pub struct Prepared {
 pub enum Plan {
     Command(Command),
     Transaction(TxnControl),
+    Copy(CopyCommand),
     Sql(SqlPlan),
 }
 
@@ -975,6 +1203,15 @@ impl SimpleQueryHandler for Handler {
                 responses.push(Response::Error(in_failed_transaction()));
                 break;
             }
+            if let Some(command) = copy::parse(statement) {
+                // Copy data follows (or has been sent): nothing after COPY runs in this string.
+                let started = match command {
+                    Ok(command) => self.session.start_copy(command).await,
+                    Err(e) => Err(e),
+                };
+                responses.push(started.unwrap_or_else(Response::Error));
+                break;
+            }
             match commands::parse_command(statement) {
                 Some(Ok(command)) => {
                     responses.push(
@@ -1004,6 +1241,7 @@ impl SimpleQueryHandler for Handler {
             while end < statements.len()
                 && commands::parse_command(&statements[end]).is_none()
                 && transaction::parse(&statements[end]).is_none()
+                && copy::parse(&statements[end]).is_none()
             {
                 end += 1;
             }
@@ -1061,6 +1299,55 @@ fn simple_plan(statement: &SqlText) -> SqlPlan {
     }
 }
 
+#[async_trait]
+impl CopyHandler for Handler {
+    async fn on_copy_data<C>(&self, _client: &mut C, copy_data: CopyData) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.session.copy_data(&copy_data.data);
+        Ok(())
+    }
+
+    /// Inserts the received rows and answers `COPY n`.
+    async fn on_copy_done<C>(&self, client: &mut C, _done: CopyDone) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let finished = self.session.finish_copy().await;
+        if finished.is_err() {
+            self.session.note_error();
+        }
+        client.set_transaction_status(self.session.transaction_status());
+        let rows = finished.map_err(into_pgwire)?;
+        client
+            .send(PgWireBackendMessage::CommandComplete(
+                Tag::new("COPY").with_rows(rows as usize).into(),
+            ))
+            .await?;
+        Ok(())
+    }
+
+    async fn on_copy_fail<C>(&self, client: &mut C, fail: CopyFail) -> PgWireError
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        self.session.abandon_copy();
+        self.session.note_error();
+        client.set_transaction_status(self.session.transaction_status());
+        into_pgwire(error(
+            "57014",
+            format!("COPY from stdin failed: {}", fail.message),
+        ))
+    }
+}
+
 /// Parses and describes statements for the extended protocol.
 pub struct Parser {
     session: Arc<Session>,
@@ -1096,7 +1383,7 @@ impl QueryParser for Parser {
     fn get_parameter_types(&self, statement: &Self::Statement) -> PgWireResult<Vec<Type>> {
         Ok(match &statement.plan {
             Plan::Sql(plan) => plan.parameter_types.clone(),
-            Plan::Command(_) | Plan::Transaction(_) => Vec::new(),
+            Plan::Command(_) | Plan::Transaction(_) | Plan::Copy(_) => Vec::new(),
         })
     }
 
@@ -1121,7 +1408,7 @@ impl QueryParser for Parser {
                 &[function_type(*function)],
                 &format,
             ),
-            Plan::Command(_) | Plan::Transaction(_) => Vec::new(),
+            Plan::Command(_) | Plan::Transaction(_) | Plan::Copy(_) => Vec::new(),
         })
     }
 }
@@ -1231,6 +1518,13 @@ impl ExtendedQueryHandler for Handler {
                     self.session.note_error();
                 }
                 return Ok(response);
+            }
+            Plan::Copy(command) => {
+                let started = self.session.start_copy(command.clone()).await;
+                if started.is_err() {
+                    self.session.note_error();
+                }
+                return started.map_err(into_pgwire);
             }
             Plan::Command(_) if self.session.in_failed_transaction() => {
                 return Err(into_pgwire(in_failed_transaction()));

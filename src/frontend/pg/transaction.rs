@@ -6,7 +6,7 @@
 //! dispatcher's transaction path (`dispatch::transaction`).
 
 use crate::dispatch::transaction::TxnRef;
-use crate::frontend::pg::error::{PgError, error, not_supported};
+use crate::frontend::pg::error::{PgError, error, not_supported, syntax_error_at};
 use crate::frontend::pg::sql::SqlText;
 
 /// Isolation levels PostgreSQL accepts.
@@ -169,7 +169,7 @@ fn end_of(statement: &SqlText, at: usize) -> Result<(), PgError> {
             return Err(not_supported("AND CHAIN"));
         }
     }
-    Err(syntax(statement, at))
+    Err(syntax_error_at(statement, at))
 }
 
 /// A savepoint name at `at`, ending the statement. Unquoted names fold to lower case.
@@ -177,12 +177,12 @@ fn name_at(statement: &SqlText, at: usize) -> Result<String, PgError> {
     let token = statement
         .tokens
         .get(at)
-        .ok_or_else(|| syntax(statement, at))?;
+        .ok_or_else(|| syntax_error_at(statement, at))?;
     let name = token
         .identifier(&statement.sql)
-        .ok_or_else(|| syntax(statement, at))?;
+        .ok_or_else(|| syntax_error_at(statement, at))?;
     if statement.tokens.len() != at + 1 {
-        return Err(syntax(statement, at + 1));
+        return Err(syntax_error_at(statement, at + 1));
     }
     Ok(if statement.word(at).is_some() {
         name.to_lowercase()
@@ -199,7 +199,9 @@ fn modes(statement: &SqlText, mut at: usize) -> Result<TxnModes, PgError> {
             at += 1;
             continue;
         }
-        let word = statement.word(at).ok_or_else(|| syntax(statement, at))?;
+        let word = statement
+            .word(at)
+            .ok_or_else(|| syntax_error_at(statement, at))?;
         let next = statement.word(at + 1);
         match (word.as_str(), next.as_deref()) {
             ("READ", Some("ONLY")) => modes.read_only = Some(true),
@@ -218,26 +220,17 @@ fn modes(statement: &SqlText, mut at: usize) -> Result<TxnModes, PgError> {
                     (Some("READ"), Some("COMMITTED" | "UNCOMMITTED")) => {
                         (Isolation::ReadCommitted, 4)
                     }
-                    _ => return Err(syntax(statement, at + 2)),
+                    _ => return Err(syntax_error_at(statement, at + 2)),
                 };
                 modes.isolation = Some(isolation);
                 at += width;
                 continue;
             }
-            _ => return Err(syntax(statement, at)),
+            _ => return Err(syntax_error_at(statement, at)),
         }
         at += 2;
     }
     Ok(modes)
-}
-
-fn syntax(statement: &SqlText, at: usize) -> PgError {
-    let near = statement
-        .tokens
-        .get(at)
-        .map(|t| format!("at or near \"{}\"", t.text(&statement.sql)))
-        .unwrap_or_else(|| "at end of input".into());
-    error("42601", format!("syntax error {near}"))
 }
 
 #[cfg(test)]

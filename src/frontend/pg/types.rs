@@ -221,6 +221,16 @@ pub fn encode(
     Ok(())
 }
 
+/// A value in PostgreSQL's text format (`None` for NULL), as COPY TO writes it.
+pub fn encode_text(value: &SqlValue, ty: &Type) -> Result<Option<String>, ValueError> {
+    if matches!(value, SqlValue::Null) {
+        return Ok(None);
+    }
+    let mut out = BytesMut::new();
+    encode_body(&mut out, value, ty, false)?;
+    Ok(Some(String::from_utf8_lossy(&out).into_owned()))
+}
+
 fn encode_body(
     out: &mut BytesMut,
     value: &SqlValue,

@@ -2,7 +2,8 @@
 //! engine's open batch, proposes their effects to Raft together, and answers every client once
 //! the batch is committed and visible.
 //!
-//! Life of a batch (one task owns the loop, so batches never overlap):
+//! Life of a batch (one task owns the loop, so batches never overlap; consecutive queued jobs
+//! form a *group* whose entries are proposed together, see [`propose_group`]):
 //! 1. take every queued request, up to [`MAX_BATCH`];
 //! 2. check this node leads and has applied its own term's first entry (so no earlier leader's
 //!    entry can still be ahead of what it executes);
@@ -27,9 +28,11 @@ use openraft::errors::ClientWriteError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dispatch::error::RequestError;
-use crate::raft::types::{Command, LogIndex, Raft, TypeConfig};
+use crate::raft::types::{Command, LogIndex, Raft};
 use crate::storage::engine::{Engine, ExecutedBatch, TxnAnswer, TxnError, TxnStep};
+use crate::storage::error::SqlError;
 use crate::storage::request::{Statement, StatementResult};
+use futures::StreamExt;
 
 /// Most client transactions in one batch.
 pub const MAX_BATCH: usize = 512;
@@ -142,59 +145,166 @@ fn stopped() -> RequestError {
 
 async fn run(raft: Raft, engine: Engine, settings: PipelineSettings, mut rx: mpsc::Receiver<Job>) {
     let mut unresolved: Option<Unresolved> = None;
-    let mut next: Option<Job> = None;
+    let mut stash: Option<Job> = None;
     loop {
-        let first = match next.take() {
+        let first = match stash.take() {
             Some(job) => job,
             None => match rx.recv().await {
                 Some(job) => job,
                 None => return,
             },
         };
-        let mut batch = match first {
-            Job::Write(statements, reply) => vec![(statements, reply)],
-            Job::Transaction { steps, begun } => {
-                run_transaction(&raft, &engine, settings, &mut unresolved, steps, begun).await;
-                continue;
-            }
-        };
-        while batch.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(Job::Write(statements, reply)) => batch.push((statements, reply)),
-                Ok(transaction) => {
-                    // Its turn comes right after this batch.
-                    next = Some(transaction);
-                    break;
+        let ready = async {
+            settle_unresolved(&engine, &mut unresolved).await?;
+            wait_until_ready_to_lead(&raft, &engine, settings).await
+        }
+        .await;
+        if let Err(e) = ready {
+            refuse(first, &mut rx, &mut stash, e);
+            continue;
+        }
+        // Execute jobs back to back in the open batch while more are queued, then propose
+        // them together.
+        let started = tokio::time::Instant::now();
+        let mut group = Group::default();
+        let mut job = Some(first);
+        while let Some(next) = job.take() {
+            match next {
+                Job::Write(statements, reply) => {
+                    let mut requests = vec![(statements, reply)];
+                    while requests.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(Job::Write(statements, reply)) => requests.push((statements, reply)),
+                            Ok(transaction) => {
+                                stash = Some(transaction); // its turn comes next
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    execute_batch(&engine, requests, &mut group).await;
                 }
-                Err(_) => break,
+                Job::Transaction { steps, begun } => {
+                    run_transaction(&raft, &engine, settings, steps, begun, &mut group).await;
+                }
+            }
+            if group.jobs >= MAX_GROUP_JOBS || started.elapsed() >= MAX_GROUP_AGE {
+                break;
+            }
+            job = stash.take().or_else(|| rx.try_recv().ok());
+        }
+        propose_group(&raft, &engine, settings, &mut unresolved, group).await;
+    }
+}
+
+/// Answers a job (and, for a write, the writes queued behind it) with `error`.
+fn refuse(job: Job, rx: &mut mpsc::Receiver<Job>, stash: &mut Option<Job>, error: RequestError) {
+    match job {
+        Job::Write(_, reply) => {
+            let _ = reply.send(Err(error.clone()));
+            while let Ok(next) = rx.try_recv() {
+                match next {
+                    Job::Write(_, reply) => {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                    transaction => {
+                        *stash = Some(transaction);
+                        break;
+                    }
+                }
             }
         }
-        let (requests, replies): (Vec<_>, Vec<_>) = batch.into_iter().unzip();
-        let answers = match run_batch(&raft, &engine, settings, &mut unresolved, requests).await {
-            Ok(answers) => answers,
-            Err(e) => vec![Err(e); replies.len()],
-        };
-        for (reply, answer) in replies.into_iter().zip(answers) {
-            let _ = reply.send(answer);
+        Job::Transaction { begun, .. } => {
+            let _ = begun.send(Err(error));
         }
     }
 }
 
-/// Serves one interactive transaction from its turn to its end.
+/// Most jobs (batches or transactions) executed back to back before their entries are
+/// proposed together.
+const MAX_GROUP_JOBS: usize = 64;
+/// A group stops taking jobs once it is this old, bounding the wait of its first clients.
+const MAX_GROUP_AGE: Duration = Duration::from_millis(10);
+
+/// Jobs executed back to back in the engine's open batch, waiting to be proposed together
+/// (one `client_write_many`: appended in one go, in order, or refused together).
+#[derive(Default)]
+struct Group {
+    jobs: usize,
+    batch_ids: Vec<u64>,
+    commands: Vec<Command>,
+    waiters: Vec<Waiter>,
+}
+
+/// Clients waiting for a group's outcome. `after` = how many of the group's entries had been
+/// executed when theirs ran: their result stands only if all of those commit too.
+enum Waiter {
+    Batch {
+        after: usize,
+        entry: Option<usize>,
+        replies: Vec<(Reply, Result<Vec<StatementResult>, SqlError>)>,
+    },
+    Commit {
+        after: usize,
+        entry: Option<usize>,
+        reply: TxnReply,
+    },
+}
+
+impl Group {
+    /// Adds an executed job's entry (if it changed anything); returns (after, entry).
+    fn add(&mut self, executed: ExecutedBatch) -> (usize, Option<usize>) {
+        self.jobs += 1;
+        if !self.batch_ids.contains(&executed.batch_id) {
+            self.batch_ids.push(executed.batch_id);
+        }
+        let after = self.commands.len();
+        let entry = executed.proposal.map(|proposal| {
+            self.commands.push(Command::Write {
+                proposal,
+                parts: executed.parts,
+            });
+            after
+        });
+        (after, entry)
+    }
+}
+
+async fn execute_batch(engine: &Engine, requests: Vec<(Vec<Statement>, Reply)>, group: &mut Group) {
+    let (statements, replies): (Vec<_>, Vec<_>) = requests.into_iter().unzip();
+    match engine.execute(statements).await {
+        Ok(mut executed) => {
+            let results = std::mem::take(&mut executed.results);
+            let (after, entry) = group.add(executed);
+            group.waiters.push(Waiter::Batch {
+                after,
+                entry,
+                replies: replies.into_iter().zip(results).collect(),
+            });
+        }
+        Err(e) => {
+            let error = RequestError::Unavailable(format!("storage: {e}"));
+            for reply in replies {
+                let _ = reply.send(Err(error.clone()));
+            }
+        }
+    }
+}
+
+/// Serves one interactive transaction from its turn to its end; a COMMIT with effects joins
+/// the group.
 async fn run_transaction(
     raft: &Raft,
     engine: &Engine,
     settings: PipelineSettings,
-    unresolved: &mut Option<Unresolved>,
     mut steps: mpsc::Receiver<(TxnStep, TxnReply)>,
     begun: oneshot::Sender<Result<(), RequestError>>,
+    group: &mut Group,
 ) {
     if begun.is_closed() {
         return; // The client gave up waiting.
     }
     let opened = async {
-        settle_unresolved(engine, unresolved).await?;
-        wait_until_ready_to_lead(raft, engine, settings).await?;
         let term =
             raft.as_leader()
                 .map(|l| l.leader_id().term)
@@ -249,9 +359,13 @@ async fn run_transaction(
         let ends = matches!(step, TxnStep::Commit | TxnStep::Rollback);
         let answer = match engine.transaction(step).await {
             Ok(TxnAnswer::Committed(executed)) => {
-                propose(raft, engine, settings, unresolved, executed)
-                    .await
-                    .map(TxnOutcome::Committed)
+                let (after, entry) = group.add(executed);
+                group.waiters.push(Waiter::Commit {
+                    after,
+                    entry,
+                    reply,
+                });
+                return;
             }
             Ok(TxnAnswer::Executed(result)) => Ok(TxnOutcome::Executed(result)),
             Ok(TxnAnswer::Done | TxnAnswer::Begun) => Ok(TxnOutcome::Done),
@@ -279,21 +393,17 @@ fn txn_request_error(e: TxnError) -> RequestError {
     }
 }
 
-/// A proposed batch whose clients were answered `OutcomeUnknown` after `commit_timeout` while
-/// openraft still held the proposal. No new batch executes until openraft has decided it:
-/// rolling the batch back earlier could let the proposal be appended after batches executed
+/// A proposed group whose clients were answered `OutcomeUnknown` after `commit_timeout` while
+/// openraft still held its entries. No new batch executes until openraft has decided them:
+/// rolling the batch back earlier could let an entry be appended after batches executed
 /// without it.
 struct Unresolved {
-    batch_id: u64,
-    outcome: tokio::task::JoinHandle<ClientWriteResult>,
+    batch_ids: Vec<u64>,
+    /// Resolves to whether every entry committed.
+    outcome: tokio::task::JoinHandle<bool>,
 }
 
-type ClientWriteResult = Result<
-    openraft::raft::ClientWriteResponse<TypeConfig>,
-    openraft::errors::RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
->;
-
-/// Waits (bounded) for an earlier unresolved proposal; rolls its batch back if it failed.
+/// Waits (bounded) for an earlier unresolved group; rolls its batch back if it failed.
 async fn settle_unresolved(
     engine: &Engine,
     unresolved: &mut Option<Unresolved>,
@@ -308,9 +418,16 @@ async fn settle_unresolved(
                 "an earlier write is still waiting for a majority: the leader cannot commit".into(),
             )
         })?;
-    let batch_id = pending.batch_id;
+    let batch_ids = std::mem::take(&mut pending.batch_ids);
     *unresolved = None;
-    if !matches!(joined, Ok(Ok(_))) {
+    if !matches!(joined, Ok(true)) {
+        abort(engine, &batch_ids).await?;
+    }
+    Ok(())
+}
+
+async fn abort(engine: &Engine, batch_ids: &[u64]) -> Result<(), RequestError> {
+    for &batch_id in batch_ids {
         engine
             .abort_batch(batch_id)
             .await
@@ -319,82 +436,130 @@ async fn settle_unresolved(
     Ok(())
 }
 
-async fn run_batch(
+/// Proposes a group's entries with one `client_write_many` — one append, one fsync, one
+/// replication round, one apply for all of them — waits (bounded) for them to commit, and
+/// answers every waiter. On failure the batch is rolled back (keeping what did commit).
+async fn propose_group(
     raft: &Raft,
     engine: &Engine,
     settings: PipelineSettings,
     unresolved: &mut Option<Unresolved>,
-    requests: Vec<Vec<Statement>>,
-) -> Result<Vec<Result<WriteOutcome, RequestError>>, RequestError> {
-    settle_unresolved(engine, unresolved).await?;
-    wait_until_ready_to_lead(raft, engine, settings).await?;
-    let mut executed = engine
-        .execute(requests)
-        .await
-        .map_err(|e| RequestError::Unavailable(format!("storage: {e}")))?;
-    let results = std::mem::take(&mut executed.results);
-    let committed = propose(raft, engine, settings, unresolved, executed).await;
-    Ok(results
-        .into_iter()
-        .map(|result| {
-            let results = result.map_err(RequestError::Sql)?;
-            Ok(WriteOutcome {
-                results,
-                index: committed.clone()?,
-            })
-        })
-        .collect())
-}
-
-/// Proposes an executed batch's effects as one Raft entry — one append, one fsync, one
-/// replication round, one apply — and waits (bounded) for it to commit; on failure the batch
-/// is rolled back. Returns the index it committed at.
-async fn propose(
-    raft: &Raft,
-    engine: &Engine,
-    settings: PipelineSettings,
-    unresolved: &mut Option<Unresolved>,
-    executed: ExecutedBatch,
-) -> Result<LogIndex, RequestError> {
-    match executed.proposal {
-        None => Ok(engine.visible().borrow().map(|l| l.index).unwrap_or(0)),
-        Some(proposal) => {
-            let command = Command::Write {
-                proposal,
-                parts: executed.parts,
-            };
-            let proposer = raft.clone();
-            let mut proposal = tokio::spawn(async move { proposer.client_write(command).await });
-            let mut deferred = false;
-            let outcome = match tokio::time::timeout(settings.commit_timeout, &mut proposal).await {
-                Ok(Ok(Ok(response))) => Ok(response.log_id.index),
-                Ok(Ok(Err(e))) => Err(match e.api_error() {
-                    // Refused before it was appended: safe to retry on the new leader.
-                    Some(ClientWriteError::ForwardToLeader(f)) => RequestError::NotLeader {
-                        leader: f.leader_id,
-                    },
-                    _ => RequestError::OutcomeUnknown(e.to_string()),
-                }),
-                Ok(Err(join)) => Err(RequestError::OutcomeUnknown(join.to_string())),
-                Err(_) => {
-                    deferred = true;
-                    *unresolved = Some(Unresolved {
-                        batch_id: executed.batch_id,
-                        outcome: proposal,
-                    });
-                    Err(RequestError::OutcomeUnknown(
-                        "not committed in time (the leader may have lost its quorum); it may still commit later".into(),
-                    ))
-                }
-            };
-            if outcome.is_err() && !deferred {
-                engine
-                    .abort_batch(executed.batch_id)
-                    .await
-                    .map_err(|e| RequestError::Unavailable(format!("storage: {e}")))?;
+    mut group: Group,
+) {
+    let visible = engine.visible().borrow().map(|l| l.index).unwrap_or(0);
+    let mut outcomes: Vec<Option<Result<LogIndex, RequestError>>> =
+        vec![None; group.commands.len()];
+    let mut deferred = None;
+    if !group.commands.is_empty() {
+        match raft
+            .client_write_many(std::mem::take(&mut group.commands))
+            .await
+        {
+            Err(fatal) => {
+                let e = RequestError::OutcomeUnknown(fatal.to_string());
+                outcomes.iter_mut().for_each(|o| *o = Some(Err(e.clone())));
             }
-            outcome
+            Ok(mut results) => {
+                let deadline = tokio::time::Instant::now() + settings.commit_timeout;
+                let mut i = 0;
+                while i < outcomes.len() {
+                    match tokio::time::timeout_at(deadline, results.next()).await {
+                        Ok(Some(Ok(Ok(response)))) => {
+                            outcomes[i] = Some(Ok(response.log_id.index));
+                        }
+                        Ok(Some(Ok(Err(e)))) => {
+                            outcomes[i] = Some(Err(match e {
+                                // Refused before it was appended: safe to retry elsewhere.
+                                ClientWriteError::ForwardToLeader(f) => RequestError::NotLeader {
+                                    leader: f.leader_id,
+                                },
+                                other => RequestError::OutcomeUnknown(other.to_string()),
+                            }));
+                        }
+                        Ok(Some(Err(fatal))) => {
+                            outcomes[i] =
+                                Some(Err(RequestError::OutcomeUnknown(fatal.to_string())));
+                        }
+                        Ok(None) => {
+                            outcomes[i] =
+                                Some(Err(RequestError::OutcomeUnknown("raft stopped".into())));
+                        }
+                        Err(_) => {
+                            // Undecided: the rest is left to a background wait.
+                            let remaining = outcomes.len() - i;
+                            deferred = Some(tokio::spawn(async move {
+                                let mut all = true;
+                                for _ in 0..remaining {
+                                    all &= matches!(results.next().await, Some(Ok(Ok(_))));
+                                }
+                                all
+                            }));
+                            break;
+                        }
+                    }
+                    i += 1;
+                }
+            }
         }
+    }
+    let failed = outcomes.iter().any(|o| !matches!(o, Some(Ok(_))));
+    // A waiter stands if its own entry and every entry executed before it committed.
+    let verdict = |after: usize, entry: Option<usize>| -> Result<LogIndex, RequestError> {
+        let upto = entry.map(|e| e + 1).unwrap_or(after);
+        let mut index = visible;
+        for outcome in &outcomes[..upto] {
+            match outcome {
+                Some(Ok(at)) => index = index.max(*at),
+                Some(Err(e)) => return Err(e.clone()),
+                None => {
+                    return Err(RequestError::OutcomeUnknown(
+                        "not committed in time (the leader may have lost its quorum); it may still commit later".into(),
+                    ));
+                }
+            }
+        }
+        Ok(index)
+    };
+    for waiter in group.waiters {
+        match waiter {
+            Waiter::Batch {
+                after,
+                entry,
+                replies,
+            } => {
+                let committed = verdict(after, entry);
+                for (reply, result) in replies {
+                    let answer = result.map_err(RequestError::Sql).and_then(|results| {
+                        Ok(WriteOutcome {
+                            results,
+                            index: committed.clone()?,
+                        })
+                    });
+                    let _ = reply.send(answer);
+                }
+            }
+            Waiter::Commit {
+                after,
+                entry,
+                reply,
+            } => {
+                let _ = reply.send(verdict(after, entry).map(TxnOutcome::Committed));
+            }
+        }
+    }
+    match deferred {
+        Some(outcome) => {
+            *unresolved = Some(Unresolved {
+                batch_ids: group.batch_ids,
+                outcome,
+            });
+        }
+        None if failed => {
+            if let Err(e) = abort(engine, &group.batch_ids).await {
+                tracing::error!("rolling back a failed group: {e}");
+            }
+        }
+        None => {}
     }
 }
 

@@ -388,3 +388,62 @@ async fn idle_and_abandoned_transactions_release_the_writers() {
     })
     .await;
 }
+
+/// CancelRequest: a statement waiting behind another session's transaction stops at once with
+/// 57014, and never runs afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_canceled_statement_stops_waiting_and_never_runs() {
+    let cluster = Cluster::start(3, &[]).await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(30))
+        .await;
+    let (holder, _h) = connect(&cluster, leader).await.expect("connect holder");
+    let (waiter, _w) = connect(&cluster, leader).await.expect("connect waiter");
+    holder
+        .batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY); BEGIN; INSERT INTO t VALUES (1)")
+        .await
+        .expect("hold the writer");
+    let cancel = waiter.cancel_token();
+    let blocked = tokio::spawn(async move {
+        let result = waiter.batch_execute("INSERT INTO t VALUES (2)").await;
+        (waiter, result)
+    });
+    // Cancel once the insert is waiting (it cannot finish while the holder's transaction is
+    // open, so repeating the cancel until the insert returns is safe).
+    eventually(
+        Duration::from_secs(10),
+        "the canceled insert returns",
+        || {
+            let cancel = cancel.clone();
+            let finished = blocked.is_finished();
+            async move {
+                if finished {
+                    return Ok(());
+                }
+                cancel
+                    .cancel_query(tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Err("still waiting".to_owned())
+            }
+        },
+    )
+    .await;
+    let (waiter, result) = blocked.await.expect("join");
+    let error = result.expect_err("canceled");
+    assert_eq!(code(&error), "57014", "{error}");
+    holder.batch_execute("COMMIT").await.expect("commit");
+    waiter
+        .batch_execute("INSERT INTO t VALUES (3)")
+        .await
+        .expect("the session goes on");
+    let ids = waiter
+        .simple_query("SELECT id FROM t ORDER BY id")
+        .await
+        .expect("ids");
+    let ids: Vec<String> = rows(&ids)
+        .into_iter()
+        .filter_map(|r| r[0].clone())
+        .collect();
+    assert_eq!(ids, ["1", "3"], "the canceled insert never ran");
+}

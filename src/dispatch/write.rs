@@ -271,7 +271,14 @@ impl Group {
 }
 
 async fn execute_batch(engine: &Engine, requests: Vec<(Vec<Statement>, Reply)>, group: &mut Group) {
-    let (statements, replies): (Vec<_>, Vec<_>) = requests.into_iter().unzip();
+    // A client that stopped waiting (canceled, disconnected) gets nothing run on its behalf.
+    let (statements, replies): (Vec<_>, Vec<_>) = requests
+        .into_iter()
+        .filter(|(_, reply)| !reply.is_closed())
+        .unzip();
+    if statements.is_empty() {
+        return;
+    }
     match engine.execute(statements).await {
         Ok(mut executed) => {
             let results = std::mem::take(&mut executed.results);

@@ -28,6 +28,11 @@
 //!    binary, the CommandComplete tag is PostgreSQL's ([`tags`]); errors carry SQLSTATEs from
 //!    the one mapping in [`error`].
 //!
+//! CancelRequest: each session registers its (pid, secret key) with the node's pgwire
+//! `ConnectionManager`; pgwire races every query with the cancel signal (57014), and the
+//! pipeline skips a queued write whose client stopped waiting, so a canceled statement never
+//! runs later.
+//!
 //! `COPY ... FROM STDIN` ([`copy`]) collects the data (the connection's CopyHandler), parses
 //! it (text or CSV) at CopyDone and inserts the rows with multi-row INSERTs as one
 //! transaction on the leader (or as part of the open one); `COPY ... TO STDOUT` reads at the
@@ -45,7 +50,7 @@
 //!   which will also type expression columns properly (today `count(*)` and literals are
 //!   typed by their text, other expressions by their values or as text).
 //! - `pg_catalog` / `information_schema`: psql's `\d` family and driver introspection.
-//! - TLS, SCRAM/MD5 authentication, CancelRequest, binary COPY, `date`/`timestamp` types (sent
+//! - TLS, SCRAM/MD5 authentication, binary COPY, `date`/`timestamp` types (sent
 //!   as text today).
 
 pub mod commands;

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use pgwire::api::{ClientInfo, DefaultClient, NoopHandler, PgWireConnectionState};
+use pgwire::api::cancel::DefaultCancelHandler;
+use pgwire::api::{ClientInfo, ConnectionManager, DefaultClient, PgWireConnectionState};
 use pgwire::error::PgWireError;
 use pgwire::messages::response::{GssEncResponse, SslResponse};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage, SslNegotiationMetaMessage};
@@ -52,6 +53,9 @@ pub async fn serve(
     mut stop: watch::Receiver<bool>,
 ) {
     let sessions = Arc::new(Semaphore::new(settings.max_connections));
+    // Sessions by (pid, secret key), for CancelRequest: a client sends it on a new connection
+    // to the node its session is on.
+    let connections = Arc::new(ConnectionManager::new());
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS));
     loop {
         let accepted = tokio::select! {
@@ -76,8 +80,9 @@ pub async fn serve(
             Ok(permit) => {
                 let dispatcher = dispatcher.clone();
                 let stop = stop.clone();
+                let connections = connections.clone();
                 tokio::spawn(async move {
-                    run_connection(socket, dispatcher, stop).await;
+                    run_connection(socket, dispatcher, connections, stop).await;
                     drop(permit);
                 });
             }
@@ -178,13 +183,14 @@ fn decode_failure(error: &PgWireError) -> PgError {
 async fn run_connection(
     mut socket: Socket,
     dispatcher: Dispatcher,
+    connections: Arc<ConnectionManager>,
     mut stop: watch::Receiver<bool>,
 ) {
     if !negotiate(&mut socket).await {
         return;
     }
-    let handler = Arc::new(Handler::new(Session::new(dispatcher)));
-    let noop = Arc::new(NoopHandler);
+    let cancel = Arc::new(DefaultCancelHandler::new(connections.clone()));
+    let handler = Arc::new(Handler::new(Session::new(dispatcher), connections));
     let startup_deadline = tokio::time::Instant::now() + STARTUP_TIMEOUT;
     loop {
         let in_startup = matches!(
@@ -224,7 +230,7 @@ async fn run_connection(
             handler.clone(),
             handler.clone(),
             handler.clone(),
-            noop.clone(),
+            cancel.clone(),
         )
         .await;
         if let Err(e) = result {

@@ -26,7 +26,7 @@ use pgwire::api::results::{
 use pgwire::api::stmt::{QueryParser, StoredStatement};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
-    ClientInfo, ClientPortalStore, PgWireConnectionState, PidSecretKeyGenerator,
+    ClientInfo, ClientPortalStore, ConnectionManager, PgWireConnectionState, PidSecretKeyGenerator,
     RandomPidSecretKeyGenerator, Type,
 };
 use pgwire::error::ErrorInfo;
@@ -1066,15 +1066,18 @@ static PIDS: LazyLock<RandomPidSecretKeyGenerator> =
 pub struct Handler {
     session: Arc<Session>,
     parser: Arc<Parser>,
+    /// The node's sessions by (pid, secret key): where CancelRequest finds this one.
+    connections: Arc<ConnectionManager>,
 }
 
 impl Handler {
-    pub fn new(session: Arc<Session>) -> Handler {
+    pub fn new(session: Arc<Session>, connections: Arc<ConnectionManager>) -> Handler {
         Handler {
             parser: Arc::new(Parser {
                 session: session.clone(),
             }),
             session,
+            connections,
         }
     }
 }
@@ -1122,6 +1125,10 @@ impl StartupHandler for Handler {
         }
         let (pid, secret_key) = PIDS.generate(client);
         client.set_pid_and_secret_key(pid, secret_key.clone());
+        // pgwire's query handling races every query with this handle's cancel signal.
+        let (handle, registration) = self.connections.register(pid, secret_key.clone());
+        client.session_extensions().insert(handle);
+        client.session_extensions().insert(registration);
         let reported = {
             let mut state = self.session.state();
             state.settings = settings;
@@ -1168,7 +1175,12 @@ impl SimpleQueryHandler for Handler {
     {
         let session = self.session.clone();
         let mut client = SessionStatus::new(client, move || session.transaction_status());
-        self._on_query(&mut client, query).await
+        let result = self._on_query(&mut client, query).await;
+        if matches!(result, Err(PgWireError::QueryCanceled)) {
+            // Canceled mid-statement: inside a transaction, it is now failed.
+            self.session.note_error();
+        }
+        result
     }
 
     /// Runs a query string statement by statement. Transaction control and session commands
@@ -1432,7 +1444,11 @@ impl ExtendedQueryHandler for Handler {
     {
         let session = self.session.clone();
         let mut client = SessionStatus::new(client, move || session.transaction_status());
-        self._on_execute(&mut client, message).await
+        let result = self._on_execute(&mut client, message).await;
+        if matches!(result, Err(PgWireError::QueryCanceled)) {
+            self.session.note_error();
+        }
+        result
     }
 
     /// Sync ends an extended-protocol cycle. An error pgwire raised itself in the cycle (a bad

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use common::Cluster;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 /// Connects to node `i`; the connection task's outcome is returned by the handle.
 async fn connect(
@@ -21,16 +21,7 @@ async fn connect(
     ),
     tokio_postgres::Error,
 > {
-    let (host, port) = cluster.nodes[i].pg.split_once(':').expect("host:port");
-    let (client, connection) = tokio_postgres::Config::new()
-        .host(host)
-        .port(port.parse().expect("port"))
-        .user("tester")
-        .dbname("phalanx")
-        .connect_timeout(Duration::from_secs(10))
-        .connect(NoTls)
-        .await?;
-    Ok((client, tokio::spawn(connection)))
+    cluster.pg_connect(i).await
 }
 
 async fn follower(cluster: &Cluster) -> usize {

@@ -36,7 +36,7 @@ pub mod layout;
 pub mod sql;
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub use layout::{IdParts, Layout, LayoutError};
@@ -58,7 +58,9 @@ pub trait Clock: Send + Sync {
     /// Milliseconds since the Unix epoch (may move backwards).
     fn now_unix_ms(&self) -> u64;
     /// Returns once `now_unix_ms() >= unix_ms`, or earlier if the clock jumped (callers re-read).
-    fn wait_until_unix_ms(&self, unix_ms: u64);
+    /// `precise`: return as close to that instant as possible (at some CPU cost); otherwise a
+    /// plain sleep, which may overshoot a little.
+    fn wait_until_unix_ms(&self, unix_ms: u64, precise: bool);
 }
 
 /// Durable storage of the lease: the Unix millisecond no issued ID's tick reaches.
@@ -148,6 +150,8 @@ pub struct Generator<C, H> {
     high_water: H,
     state: Mutex<State>,
     clock_rollback_refusals: AtomicU64,
+    /// Some thread is waiting precisely for the next tick.
+    precise_waiter: AtomicBool,
 }
 
 impl<C, H> std::fmt::Debug for Generator<C, H> {
@@ -183,6 +187,7 @@ impl<C: Clock, H: HighWaterMark> Generator<C, H> {
                 closed: false,
             }),
             clock_rollback_refusals: AtomicU64::new(0),
+            precise_waiter: AtomicBool::new(false),
         })
     }
 
@@ -192,6 +197,26 @@ impl<C: Clock, H: HighWaterMark> Generator<C, H> {
 
     /// Issues one ID, waiting for the next tick when the current one is used up.
     pub fn next_id(&self) -> Result<u64, IdError> {
+        self.issue_run(1).map(|(first, _)| first)
+    }
+
+    /// Appends `count` IDs to `out`, in increasing order.
+    pub fn next_ids(&self, count: usize, out: &mut Vec<u64>) -> Result<(), IdError> {
+        out.reserve(count);
+        let mut left = count as u64;
+        while left > 0 {
+            let (first, issued) = self.issue_run(left)?;
+            out.extend(first..first + issued);
+            left -= issued;
+        }
+        Ok(())
+    }
+
+    /// Issues between 1 and `wanted` IDs of one tick: consecutive integers (the sequence is the
+    /// lowest field), returned as the first and the count. Waits for the next tick when the
+    /// current one is used up.
+    fn issue_run(&self, wanted: u64) -> Result<(u64, u64), IdError> {
+        debug_assert!(wanted >= 1);
         loop {
             let wait_for = {
                 let mut state = self.state.lock().map_err(|_| IdError::Closed)?;
@@ -202,15 +227,17 @@ impl<C: Clock, H: HighWaterMark> Generator<C, H> {
                 match self.step(&state, now)? {
                     Step::Issue { tick, sequence } => {
                         self.cover_with_lease(&mut state, tick, now)?;
+                        let count = wanted.min(self.settings.layout.max_sequence() - sequence + 1);
                         state.next_tick = tick;
-                        state.next_sequence = sequence + 1;
-                        state.issued += 1;
-                        return Ok(self.settings.layout.encode(IdParts {
+                        state.next_sequence = sequence + count;
+                        state.issued += count;
+                        let first = self.settings.layout.encode(IdParts {
                             tick,
                             datacenter: self.settings.datacenter,
                             worker: self.settings.worker,
                             sequence,
-                        }));
+                        });
+                        return Ok((first, count));
                     }
                     Step::WaitForTick(tick) => self.settings.layout.tick_start_unix_ms(tick),
                     Step::Refuse {
@@ -225,18 +252,15 @@ impl<C: Clock, H: HighWaterMark> Generator<C, H> {
                     }
                 }
             };
-            // The lock is released while waiting.
-            self.clock.wait_until_unix_ms(wait_for);
+            // The lock is released while waiting. One waiter at a time waits precisely, so the
+            // next tick starts on time; the others sleep, and find its sequence in use when
+            // they wake, rather than burn the CPU the node's other threads need.
+            let precise = !self.precise_waiter.swap(true, Ordering::Acquire);
+            self.clock.wait_until_unix_ms(wait_for, precise);
+            if precise {
+                self.precise_waiter.store(false, Ordering::Release);
+            }
         }
-    }
-
-    /// Appends `count` IDs to `out`, in increasing order.
-    pub fn next_ids(&self, count: usize, out: &mut Vec<u64>) -> Result<(), IdError> {
-        out.reserve(count);
-        for _ in 0..count {
-            out.push(self.next_id()?);
-        }
-        Ok(())
     }
 
     /// The pure decision for one ID at clock reading `now`.
@@ -339,31 +363,44 @@ impl<C: Clock, H: HighWaterMark> Generator<C, H> {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SystemClock;
 
-/// Below this, [`SystemClock`] spins on the clock instead of sleeping: a sleep overshoots by
-/// tens of microseconds, which at 4,096 IDs per millisecond would cost several percent.
-const SPIN_BELOW: Duration = Duration::from_millis(2);
+/// A precise wait of [`SystemClock`] sleeps until this long before the instant it waits for,
+/// then yields in a loop: a sleep overshoots by tens of microseconds (timer slack), which at
+/// 4,096 IDs per millisecond would cost several percent.
+const SLEEP_MARGIN: Duration = Duration::from_micros(200);
+
+impl SystemClock {
+    fn since_unix_epoch() -> Duration {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+    }
+}
 
 impl Clock for SystemClock {
     fn now_unix_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0)
+        Self::since_unix_epoch().as_millis() as u64
     }
 
-    fn wait_until_unix_ms(&self, unix_ms: u64) {
+    fn wait_until_unix_ms(&self, unix_ms: u64, precise: bool) {
         let start = self.now_unix_ms();
+        let margin = if precise {
+            SLEEP_MARGIN
+        } else {
+            Duration::ZERO
+        };
+        let target = Duration::from_millis(unix_ms);
         loop {
-            let now = self.now_unix_ms();
+            let now = Self::since_unix_epoch();
+            let now_ms = now.as_millis() as u64;
             // Reached, or the clock jumped back: the generator decides again either way.
-            if now >= unix_ms || now < start {
+            if now_ms >= unix_ms || now_ms < start {
                 return;
             }
-            let left = Duration::from_millis(unix_ms - now);
-            if left >= SPIN_BELOW {
-                std::thread::sleep(left - SPIN_BELOW / 2);
+            let left = target.saturating_sub(now);
+            if left > 2 * margin {
+                std::thread::sleep(left - margin);
             } else {
-                std::hint::spin_loop();
+                std::thread::yield_now();
             }
         }
     }

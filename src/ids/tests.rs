@@ -45,7 +45,7 @@ impl Clock for FakeClock {
     fn now_unix_ms(&self) -> u64 {
         self.now()
     }
-    fn wait_until_unix_ms(&self, unix_ms: u64) {
+    fn wait_until_unix_ms(&self, unix_ms: u64, _precise: bool) {
         self.0.waits.lock().expect("waits").push(unix_ms);
         self.0.now.fetch_max(unix_ms, Ordering::SeqCst);
     }
@@ -135,6 +135,24 @@ fn exhaustion_waits_exactly_for_the_next_tick() {
             (tick + 1, 0)
         );
     }
+}
+
+#[test]
+fn a_batch_takes_whole_ticks_and_waits_exactly_between_them() {
+    let layout = small_layout(1);
+    let clock = FakeClock::at(START);
+    let ids = generator(layout, &clock, &MemoryMark::default());
+    let mut batch = Vec::new();
+    ids.next_ids(40, &mut batch).expect("40 IDs");
+    assert_eq!(clock.take_waits(), vec![START + 1, START + 2]);
+    let tick = layout.tick_of(START).expect("tick");
+    let expected: Vec<(u64, u64)> = (0..40).map(|n| (tick + n / 16, n % 16)).collect();
+    let got: Vec<(u64, u64)> = batch
+        .iter()
+        .map(|&id| (parts(&layout, id).tick, parts(&layout, id).sequence))
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(ids.stats().issued, 40);
 }
 
 #[test]
@@ -262,11 +280,13 @@ fn a_restart_after_a_clean_stop_resumes_right_after_the_last_tick() {
     );
 }
 
-/// One step of a clock history: move the clock by `delta_ms`, then ask for `count` IDs.
+/// One step of a clock history: move the clock by `delta_ms`, then ask for `count` IDs, one
+/// call each or (`batch`) in one `next_ids` call.
 #[derive(Debug, Clone)]
 struct Move {
     delta_ms: i64,
     count: usize,
+    batch: bool,
 }
 
 fn histories() -> impl Strategy<Value = Vec<Move>> {
@@ -277,7 +297,11 @@ fn histories() -> impl Strategy<Value = Vec<Move>> {
         1 => -(3 * BOUND_MS as i64)..-(BOUND_MS as i64),
     ];
     prop::collection::vec(
-        (delta, 1usize..=40).prop_map(|(delta_ms, count)| Move { delta_ms, count }),
+        (delta, 1usize..=40, any::<bool>()).prop_map(|(delta_ms, count, batch)| Move {
+            delta_ms,
+            count,
+            batch,
+        }),
         1..40,
     )
 }
@@ -297,16 +321,24 @@ fn run_history(
     let mut max_seen = clock.now();
     for step in history {
         clock.set(clock.now().saturating_add_signed(step.delta_ms));
-        for _ in 0..step.count {
+        let calls = if step.batch { 1 } else { step.count };
+        for _ in 0..calls {
             let now = clock.now();
-            match ids.next_id() {
-                Ok(id) => {
-                    prop_assert!(last.is_none_or(|l| id > l), "{id} after {last:?}");
-                    let p = parts(&layout, id);
-                    prop_assert_eq!((p.datacenter, p.worker), (DATACENTER, WORKER));
-                    last = Some(id);
-                    issued.push(id);
-                }
+            let mut answer = Vec::new();
+            let result = if step.batch {
+                ids.next_ids(step.count, &mut answer)
+            } else {
+                ids.next_id().map(|id| answer.push(id))
+            };
+            for id in answer {
+                prop_assert!(last.is_none_or(|l| id > l), "{id} after {last:?}");
+                let p = parts(&layout, id);
+                prop_assert_eq!((p.datacenter, p.worker), (DATACENTER, WORKER));
+                last = Some(id);
+                issued.push(id);
+            }
+            match result {
+                Ok(()) => {}
                 Err(IdError::ClockMovedBack { behind_ms, .. }) => {
                     prop_assert!(behind_ms > BOUND_MS);
                     prop_assert!(

@@ -19,7 +19,6 @@
 # Env: BENCH_SECONDS (10), BENCH_CLIENTS ("1 8 64"), FAILOVER_ROUNDS (5), FSYNC_SECS (2),
 #      BASE_PORT (26000), KEEP=1 (keep the temp dir and node logs), SKIP_BUILD=1.
 set -u
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BENCH_SECONDS=${BENCH_SECONDS:-10}
 BENCH_CLIENTS=${BENCH_CLIENTS:-1 8 64}
 FAILOVER_ROUNDS=${FAILOVER_ROUNDS:-5}
@@ -27,19 +26,12 @@ FSYNC_SECS=${FSYNC_SECS:-2}
 BASE_PORT=${BASE_PORT:-26000}
 PG_TEST_FSYNC=${PG_TEST_FSYNC:-/usr/lib/postgresql/15/bin/pg_test_fsync}
 
-log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 command -v jq >/dev/null || die "jq is needed (apt-get install jq)"
 command -v curl >/dev/null || die "curl is needed (apt-get install curl)"
 
-cd "$ROOT" || die "cannot cd to $ROOT"
-if [ -z "${SKIP_BUILD:-}" ]; then
-  log "cargo build --release"
-  cargo build --release >&2 || die "cargo build --release failed"
-fi
-BIN="$ROOT/target/release/phalanx"
-[ -x "$BIN" ] || die "$BIN missing"
+build_release
 
 RUN_DIR=$(mktemp -d /tmp/phalanx-bench-XXXXXX) || die "mktemp failed"
 DATA="$RUN_DIR/cluster"

@@ -33,6 +33,10 @@ pub struct AddNodeArgs {
     /// The new node's PostgreSQL address.
     #[arg(long)]
     pub pg: String,
+    /// The new node's datacenter id in Snowflake IDs (its `datacenter_id`); if omitted, the
+    /// node registers it itself once it runs.
+    #[arg(long)]
+    pub datacenter: Option<u64>,
 }
 
 #[derive(Args, Debug)]
@@ -117,7 +121,13 @@ pub async fn status(args: &ClusterArg) -> Result<(), String> {
 }
 
 pub async fn add_node(args: &AddNodeArgs) -> Result<(), String> {
-    let body = json!({"id": args.id, "raft": args.raft, "http": args.http, "pg": args.pg});
+    let body = json!({
+        "id": args.id,
+        "raft": args.raft,
+        "http": args.http,
+        "pg": args.pg,
+        "datacenter": args.datacenter,
+    });
     // Adding waits for the learner to catch up, which may take a while for a large database.
     let request = client(Duration::from_secs(180))?
         .post(format!("http://{}/v1/nodes", args.cluster.cluster))

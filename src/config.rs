@@ -10,6 +10,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::ids::{self, Clock, GeneratorSettings, Layout, SystemClock};
 use crate::raft::types::NodeId;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -56,6 +57,19 @@ pub struct NodeConfig {
     /// assumes clock rates differ by far less than the election timeout). `false`: a quorum
     /// round for every read index.
     pub lease_reads: bool,
+    /// Snowflake IDs: the instant (RFC 3339) their timestamps count from.
+    pub id_epoch: String,
+    /// Snowflake IDs: the length of one timestamp tick (1 = Twitter, 10 = Sonyflake).
+    pub id_time_unit_ms: u64,
+    /// Snowflake IDs: field widths, adding up to 63 (the sign bit stays 0).
+    pub id_timestamp_bits: u32,
+    pub id_datacenter_bits: u32,
+    pub id_worker_bits: u32,
+    pub id_sequence_bits: u32,
+    /// This node's datacenter id in its Snowflake IDs (the worker id is the node id).
+    pub datacenter_id: u64,
+    /// How far the clock may move back before this node refuses to issue Snowflake IDs.
+    pub id_max_clock_rollback_ms: u64,
 }
 
 impl Default for NodeConfig {
@@ -82,6 +96,14 @@ impl Default for NodeConfig {
             txn_idle_timeout_ms: 5_000,
             read_connections: 4,
             lease_reads: true,
+            id_epoch: "2024-01-01T00:00:00Z".into(),
+            id_time_unit_ms: 1,
+            id_timestamp_bits: 41,
+            id_datacenter_bits: 5,
+            id_worker_bits: 5,
+            id_sequence_bits: 12,
+            datacenter_id: 0,
+            id_max_clock_rollback_ms: 10,
         }
     }
 }
@@ -146,6 +168,7 @@ impl NodeConfig {
         if self.max_message_bytes == 0 || self.max_pg_connections == 0 {
             return invalid("max_message_bytes and max_pg_connections must be positive".into());
         }
+        self.id_generator_settings()?;
         if let Some(cluster) = &self.initial_cluster {
             let members = parse_initial_cluster(cluster)?;
             if !members.contains_key(&self.id) {
@@ -156,6 +179,48 @@ impl NodeConfig {
             }
         }
         Ok(())
+    }
+}
+
+impl NodeConfig {
+    /// The Snowflake generator's layout and identity, validated now: the layout lasts at least
+    /// 50 years from now, and the datacenter id and this node's worker id fit their fields.
+    pub fn id_generator_settings(&self) -> Result<GeneratorSettings, ConfigError> {
+        let layout = Layout::new(
+            &self.id_epoch,
+            self.id_time_unit_ms,
+            [
+                self.id_timestamp_bits,
+                self.id_datacenter_bits,
+                self.id_worker_bits,
+                self.id_sequence_bits,
+            ],
+            SystemClock.now_unix_ms(),
+        )
+        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        let worker = ids::worker_for_node(self.id);
+        if worker > layout.max_worker() {
+            return Err(ConfigError::Invalid(format!(
+                "node id {} is this node's Snowflake worker id and does not fit id_worker_bits = {} (at most {})",
+                self.id,
+                self.id_worker_bits,
+                layout.max_worker()
+            )));
+        }
+        if self.datacenter_id > layout.max_datacenter() {
+            return Err(ConfigError::Invalid(format!(
+                "datacenter_id {} does not fit id_datacenter_bits = {} (at most {})",
+                self.datacenter_id,
+                self.id_datacenter_bits,
+                layout.max_datacenter()
+            )));
+        }
+        Ok(GeneratorSettings {
+            layout,
+            datacenter: self.datacenter_id,
+            worker,
+            max_clock_rollback_ms: self.id_max_clock_rollback_ms,
+        })
     }
 }
 
@@ -209,6 +274,51 @@ mod tests {
         let c = NodeConfig::load(None, Flags { id: 7 }).expect("loads");
         assert_eq!(c.id, 7);
         assert!(NodeConfig::load(None, Flags { id: 0 }).is_err());
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    fn load(flags: serde_json::Value) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::load(None, flags)
+    }
+
+    #[test]
+    fn the_id_layout_is_validated_at_load() {
+        let settings = load(serde_json::json!({"id": 31, "datacenter_id": 31}))
+            .expect("largest ids that fit")
+            .id_generator_settings()
+            .expect("settings");
+        assert_eq!((settings.worker, settings.datacenter), (31, 31));
+        let refused = [
+            (serde_json::json!({"id": 32}), "does not fit id_worker_bits"),
+            (
+                serde_json::json!({"datacenter_id": 32}),
+                "does not fit id_datacenter_bits",
+            ),
+            (serde_json::json!({"id_sequence_bits": 13}), "add up to 63"),
+            (
+                serde_json::json!({"id_timestamp_bits": 40, "id_sequence_bits": 13}),
+                "less than 50 years",
+            ),
+            (serde_json::json!({"id_epoch": "2024-01-01"}), "RFC 3339"),
+        ];
+        for (flags, message) in refused {
+            let error = load(flags.clone()).expect_err("refused").to_string();
+            assert!(error.contains(message), "{flags}: {error}");
+        }
+        // More worker bits make room for larger node ids.
+        let wide = serde_json::json!({"id": 40, "id_worker_bits": 6, "id_sequence_bits": 11});
+        assert_eq!(
+            load(wide)
+                .expect("fits")
+                .id_generator_settings()
+                .expect("ok")
+                .worker,
+            40
+        );
     }
 }
 

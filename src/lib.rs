@@ -10,6 +10,7 @@
 //! - [`raft`]: openraft glue — types, durable log store, state machine, internal network,
 //!   membership.
 //! - [`storage`]: the SQLite engine — executes requests, captures and applies changesets.
+//! - [`ids`]: the Snowflake ID generator (`snowflake_id()`, `GET /v1/ids`).
 //! - [`node`]: wires one node together; [`local`] runs a cluster of node processes;
 //!   [`admin`] is the operator CLI client; [`bench`] is the load generator; [`config`] holds
 //!   every setting.
@@ -19,6 +20,7 @@ pub mod bench;
 pub mod config;
 pub mod dispatch;
 pub mod frontend;
+pub mod ids;
 pub mod local;
 pub mod node;
 pub mod raft;

@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use phalanx::config::NodeConfig;
-use phalanx::{admin, bench, local, node};
+use phalanx::{admin, bench, ids, local, node};
 
 #[derive(Parser)]
 #[command(
@@ -38,6 +38,9 @@ enum Command {
     /// Load generators against a running `phalanx local` cluster (see docs/BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Snowflake IDs: decode one, or measure the generator.
+    #[command(subcommand)]
+    Id(ids::cli::IdCommand),
 }
 
 #[derive(Subcommand)]
@@ -123,6 +126,10 @@ struct StartArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     max_pg_connections: Option<usize>,
+    /// This node's datacenter id in Snowflake IDs (the worker id is the node id).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    datacenter_id: Option<u64>,
 }
 
 #[derive(Args)]
@@ -180,6 +187,7 @@ fn main() -> ExitCode {
             Command::Node(NodeCommand::Remove(args)) => admin::remove_node(&args).await,
             Command::Leader(LeaderCommand::Transfer(args)) => admin::transfer_leader(&args).await,
             Command::Bench(command) => bench::run(command).await.map_err(|e| e.to_string()),
+            Command::Id(command) => ids::cli::run(command).map_err(|e| e.to_string()),
         }
     });
     match result {

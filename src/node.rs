@@ -17,13 +17,15 @@ use crate::dispatch::write::{PipelineSettings, WritePipeline};
 use crate::dispatch::{Dispatcher, Timeouts};
 use crate::frontend::http::{self, HttpState};
 use crate::frontend::pg::{self, PgSettings};
+use crate::ids::high_water::FileHighWaterMark;
+use crate::ids::{NodeGenerator, SystemClock};
 use crate::raft::liveness::LeaderContact;
 use crate::raft::log_store::{LogStore, LogStoreOptions};
 use crate::raft::membership::{self, MembershipRequest};
 use crate::raft::network::{NetworkFactory, PeerClient};
 use crate::raft::rpc_server::{self, RpcState};
 use crate::raft::state_machine::StateMachine;
-use crate::raft::types::{NodeAddr, Raft};
+use crate::raft::types::{IdWorker, NodeAddr, Raft};
 use crate::storage::engine::{Engine, EngineOptions};
 
 /// The node could not start (or failed while running).
@@ -46,6 +48,8 @@ pub enum NodeError {
     Config(#[from] crate::config::ConfigError),
     #[error("http client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("snowflake ids: {0}")]
+    Ids(#[from] crate::ids::IdError),
 }
 
 /// Runs a node until a termination signal.
@@ -81,10 +85,15 @@ pub async fn wait_for_signal() {
 pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Result<(), NodeError> {
     let data = &config.data;
     std::fs::create_dir_all(data)?;
+    let id_settings = config.id_generator_settings()?;
     let addr = NodeAddr {
         raft: config.listen_raft.clone(),
         http: config.listen_http.clone(),
         pg: config.listen_pg.clone(),
+        id_worker: Some(IdWorker {
+            datacenter: id_settings.datacenter,
+            worker: id_settings.worker,
+        }),
     };
 
     // Bind first: a port conflict fails start-up before anything is touched.
@@ -108,10 +117,16 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     if let Some(repair) = &log_repair {
         tracing::warn!("raft log repaired at start-up: {repair}");
     }
+    let ids = Arc::new(NodeGenerator::new(
+        id_settings,
+        SystemClock,
+        FileHighWaterMark::new(data),
+    )?);
     let engine = Engine::open(EngineOptions {
         db_path: data.join("db.sqlite"),
         node_id: config.id,
         read_connections: config.read_connections,
+        ids: Some(ids.clone()),
     })?;
     let snapshot_dir = data.join("snapshots");
     let state_machine = StateMachine::new(engine.clone(), snapshot_dir.clone())?;
@@ -176,6 +191,7 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         max_request_bytes: config.max_request_bytes,
         log_repair,
         log: log_handle.clone(),
+        ids: ids.clone(),
     });
     let rpc_stop = stop.clone();
     let rpc_server = tokio::spawn(async move {
@@ -221,6 +237,10 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     drop(engine);
     // The log writer syncs what is queued, closes its files and releases the directory lock.
     log_handle.closed().await;
+    // Last: shortens the ID lease to the last tick used, so a prompt restart issues at once.
+    if let Err(e) = ids.close() {
+        tracing::warn!("closing the ID generator: {e}");
+    }
     tracing::info!(id = config.id, "stopped");
     Ok(())
 }
@@ -313,7 +333,13 @@ async fn join_cluster(through: String, id: u64, addr: NodeAddr) {
             return;
         }
     };
-    let body = serde_json::json!({"id": id, "raft": addr.raft, "http": addr.http, "pg": addr.pg});
+    let body = serde_json::json!({
+        "id": id,
+        "raft": addr.raft,
+        "http": addr.http,
+        "pg": addr.pg,
+        "datacenter": addr.id_worker.map(|w| w.datacenter),
+    });
     let mut delay = Duration::from_millis(200);
     loop {
         match client

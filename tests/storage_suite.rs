@@ -48,6 +48,7 @@ fn open_state_machine(dir: &TempDir) -> Result<StateMachine, Box<dyn std::error:
         db_path: dir.path().join("db.sqlite"),
         node_id: 1,
         read_connections: 2,
+        ids: None,
     })?;
     Ok(StateMachine::new(engine, dir.path().join("snapshots"))?)
 }

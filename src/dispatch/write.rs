@@ -169,6 +169,7 @@ async fn run(raft: Raft, engine: Engine, settings: PipelineSettings, mut rx: mps
         let mut group = Group::default();
         let mut job = Some(first);
         while let Some(next) = job.take() {
+            let transaction = matches!(next, Job::Transaction { .. });
             match next {
                 Job::Write(statements, reply) => {
                     let mut requests = vec![(statements, reply)];
@@ -191,7 +192,17 @@ async fn run(raft: Raft, engine: Engine, settings: PipelineSettings, mut rx: mps
             if group.jobs >= MAX_GROUP_JOBS || started.elapsed() >= MAX_GROUP_AGE {
                 break;
             }
-            job = stash.take().or_else(|| rx.try_recv().ok());
+            // A transaction holds the writer for its client's round trips: whatever queued
+            // meanwhile joins the group. Autocommit writes arriving behind a batch wait for the
+            // next group instead (they form its batch), so a stream of writes is not held back.
+            if stash.is_none() {
+                stash = rx.try_recv().ok();
+            }
+            let joins = transaction || matches!(stash, Some(Job::Transaction { .. }));
+            if !joins {
+                break;
+            }
+            job = stash.take();
         }
         propose_group(&raft, &engine, settings, &mut unresolved, group).await;
     }

@@ -117,6 +117,7 @@ pub async fn apply_on_leader(
                     existing.raft
                 )));
             }
+            refuse_taken_id_worker(&membership, id, &addr)?;
             // Blocking: returns once the learner has caught up with the leader's log.
             raft.add_learner(id, addr, true).await.map_err(failed)?;
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
@@ -149,6 +150,7 @@ pub async fn apply_on_leader(
                 }
                 Some(existing) if *existing == addr => Ok(()),
                 Some(_) => {
+                    refuse_taken_id_worker(&membership, id, &addr)?;
                     raft.change_membership(
                         ChangeMembers::SetNodes(BTreeMap::from([(id, addr)])),
                         true,
@@ -174,6 +176,30 @@ pub async fn apply_on_leader(
     }
 }
 
+/// Refuses `addr` for node `id` when another member already issues Snowflake IDs as the same
+/// (datacenter, worker) pair: the two would issue the same IDs. With the worker id derived from
+/// the node id this cannot happen between correctly configured members; the check keeps the
+/// invariant explicit wherever membership changes.
+fn refuse_taken_id_worker(
+    members: &BTreeMap<NodeId, NodeAddr>,
+    id: NodeId,
+    addr: &NodeAddr,
+) -> Result<(), MembershipError> {
+    let Some(wanted) = addr.id_worker else {
+        return Ok(());
+    };
+    match members
+        .iter()
+        .find(|(other, a)| **other != id && a.id_worker == Some(wanted))
+    {
+        Some((other, _)) => Err(MembershipError::Invalid(format!(
+            "node {other} already issues Snowflake IDs as datacenter {} worker {}",
+            wanted.datacenter, wanted.worker
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// Every member (voter or learner) with its addresses, as this node last applied it.
 pub fn current_membership(d: &Dispatcher) -> BTreeMap<NodeId, NodeAddr> {
     metrics::snapshot(&d.raft)
@@ -182,4 +208,36 @@ pub fn current_membership(d: &Dispatcher) -> BTreeMap<NodeId, NodeAddr> {
         .nodes()
         .map(|(id, addr)| (*id, addr.clone()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::types::IdWorker;
+
+    fn member(datacenter: u64, worker: u64) -> NodeAddr {
+        NodeAddr {
+            id_worker: Some(IdWorker { datacenter, worker }),
+            ..NodeAddr::default()
+        }
+    }
+
+    #[test]
+    fn a_taken_datacenter_and_worker_pair_is_refused() {
+        let members = BTreeMap::from([
+            (1, member(0, 1)),
+            (2, member(0, 2)),
+            (3, NodeAddr::default()),
+        ]);
+        let refused = refuse_taken_id_worker(&members, 4, &member(0, 2));
+        assert!(
+            matches!(&refused, Err(MembershipError::Invalid(m)) if m.contains("node 2")),
+            "{refused:?}"
+        );
+        // The same worker in another datacenter, the node's own record, an unregistered one.
+        assert!(refuse_taken_id_worker(&members, 4, &member(1, 2)).is_ok());
+        assert!(refuse_taken_id_worker(&members, 2, &member(0, 2)).is_ok());
+        assert!(refuse_taken_id_worker(&members, 4, &NodeAddr::default()).is_ok());
+        assert!(refuse_taken_id_worker(&members, 4, &member(0, 4)).is_ok());
+    }
 }

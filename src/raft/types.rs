@@ -25,11 +25,26 @@ pub struct NodeAddr {
     pub http: String,
     /// PostgreSQL wire protocol: `host:port`.
     pub pg: String,
+    /// Who the node issues Snowflake IDs as; `None` until the node has registered it (members
+    /// of a bootstrapped cluster start out known by their raft address only).
+    pub id_worker: Option<IdWorker>,
+}
+
+/// A node's identity in Snowflake IDs. No two members may share one: the membership refuses a
+/// node whose pair is taken (`raft::membership`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdWorker {
+    pub datacenter: u64,
+    pub worker: u64,
 }
 
 impl fmt::Display for NodeAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "raft={} http={} pg={}", self.raft, self.http, self.pg)
+        write!(f, "raft={} http={} pg={}", self.raft, self.http, self.pg)?;
+        match self.id_worker {
+            Some(w) => write!(f, " datacenter={} worker={}", w.datacenter, w.worker),
+            None => Ok(()),
+        }
     }
 }
 

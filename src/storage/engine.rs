@@ -67,6 +67,9 @@ pub struct EngineOptions {
     pub node_id: NodeId,
     /// Read connections in the pool (concurrent reads).
     pub read_connections: usize,
+    /// The node's Snowflake generator, behind `snowflake_id()` and `snowflake_decode(id)` on
+    /// every connection; `None` leaves the functions out.
+    pub ids: Option<Arc<crate::ids::NodeGenerator>>,
 }
 
 /// One committed log entry to apply, stripped of openraft's wrapper.
@@ -184,6 +187,21 @@ impl Engine {
             options.read_connections.max(1),
         )?);
         let describer = Arc::new(Mutex::new(open_describe_connection(&options.db_path)?));
+        if let Some(ids) = &options.ids {
+            // On every connection: the writer (leader writes, DDL replayed on followers), the
+            // readers, and the describer (a statement naming them must prepare).
+            let pool = readers
+                .connections
+                .lock()
+                .map_err(|_| EngineError::Closed)?;
+            let describe = describer.lock().map_err(|_| EngineError::Closed)?;
+            for connection in std::iter::once(&conn)
+                .chain(pool.iter())
+                .chain([&*describe])
+            {
+                crate::ids::sql::register(connection, ids)?;
+            }
+        }
         let (ops, rx) = mpsc::channel(WRITER_QUEUE);
         let writer = Writer {
             conn,
@@ -1205,6 +1223,7 @@ mod tests {
             db_path: dir.join("db.sqlite"),
             node_id,
             read_connections: 1,
+            ids: None,
         })
         .expect("engine opens")
     }

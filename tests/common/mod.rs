@@ -273,6 +273,36 @@ impl Cluster {
         .await
     }
 
+    /// Connects a PostgreSQL client to node `i`; the connection task's outcome is returned by
+    /// the handle.
+    pub async fn pg_connect(
+        &self,
+        i: usize,
+    ) -> Result<
+        (
+            tokio_postgres::Client,
+            tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+        ),
+        tokio_postgres::Error,
+    > {
+        let (host, port) = self.nodes[i].pg.split_once(':').expect("host:port");
+        let (client, connection) = tokio_postgres::Config::new()
+            .host(host)
+            .port(port.parse().expect("port"))
+            .user("tester")
+            .dbname("phalanx")
+            .connect_timeout(Duration::from_secs(10))
+            .connect(tokio_postgres::NoTls)
+            .await?;
+        Ok((client, tokio::spawn(connection)))
+    }
+
+    /// A PostgreSQL client connected to node `i`.
+    pub async fn pg_client(&self, i: usize) -> tokio_postgres::Client {
+        let (client, _connection) = self.pg_connect(i).await.expect("connect over PostgreSQL");
+        client
+    }
+
     pub async fn status(&self, i: usize) -> Option<Value> {
         self.get(i, "/v1/status?local=1").await
     }

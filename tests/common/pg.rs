@@ -4,7 +4,7 @@
 use std::io::{Read, Write};
 use std::time::Duration;
 
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 use super::Cluster;
 
@@ -19,16 +19,7 @@ pub async fn connect(
     ),
     tokio_postgres::Error,
 > {
-    let (host, port) = cluster.nodes[i].pg.split_once(':').expect("host:port");
-    let (client, connection) = tokio_postgres::Config::new()
-        .host(host)
-        .port(port.parse().expect("port"))
-        .user("tester")
-        .dbname("phalanx")
-        .connect_timeout(Duration::from_secs(10))
-        .connect(NoTls)
-        .await?;
-    Ok((client, tokio::spawn(connection)))
+    cluster.pg_connect(i).await
 }
 
 /// A follower of the current leader.

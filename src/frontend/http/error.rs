@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::dispatch::error::RequestError;
+use crate::ids::IdError;
 use crate::raft::membership::MembershipError;
 use crate::storage::error::SqlError;
 
@@ -57,6 +58,21 @@ impl From<RequestError> for ApiError {
             RequestError::TransactionLost(_) => (StatusCode::CONFLICT, "transaction_lost"),
             RequestError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             RequestError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        };
+        ApiError::new(status, code, message)
+    }
+}
+
+impl From<IdError> for ApiError {
+    fn from(e: IdError) -> ApiError {
+        let message = e.to_string();
+        let (status, code) = match e {
+            IdError::ClockMovedBack { .. } => (StatusCode::SERVICE_UNAVAILABLE, "clock_moved_back"),
+            IdError::Closed => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            IdError::BeforeEpoch
+            | IdError::TimestampExhausted
+            | IdError::Persist { .. }
+            | IdError::Corrupt { .. } => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
         ApiError::new(status, code, message)
     }

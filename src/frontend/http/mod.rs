@@ -9,11 +9,13 @@
 //! | `DELETE /v1/nodes/{id}` | remove a node |
 //! | `POST /v1/leader/transfer` | `{"to":ID}`: hand leadership over |
 //! | `GET /v1/health` | 200 while the node serves |
+//! | `GET /v1/ids?count=N` | N (1..=10,000) new Snowflake IDs from this node ([`ids`]) |
 //!
 //! Bodies are read up to `max_request_bytes` (413 beyond) and parsed strictly: unknown fields
 //! are refused. Errors are `{"error":{"code","message"}}` (see [`error`]).
 
 pub mod error;
+pub mod ids;
 pub mod json;
 pub mod status;
 
@@ -31,7 +33,7 @@ use serde_json::{Value, json};
 use crate::dispatch::{Consistency, Dispatcher};
 use crate::frontend::http::error::ApiError;
 use crate::raft::membership::{self, MembershipRequest};
-use crate::raft::types::{LogIndex, NodeAddr, NodeId};
+use crate::raft::types::{IdWorker, LogIndex, NodeAddr, NodeId};
 use crate::storage::request::Statement;
 
 /// State shared by the handlers.
@@ -44,6 +46,8 @@ pub struct HttpState {
     pub log_repair: Option<String>,
     /// The Raft log's writer counters (group commit shows as entries per fsync).
     pub log: crate::raft::log_store::LogStoreHandle,
+    /// This node's Snowflake generator.
+    pub ids: std::sync::Arc<crate::ids::NodeGenerator>,
 }
 
 pub fn router(state: HttpState) -> Router {
@@ -55,6 +59,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/nodes/{id}", delete(remove_node))
         .route("/v1/leader/transfer", post(transfer_leader))
         .route("/v1/health", get(health))
+        .route("/v1/ids", get(ids::ids))
         .fallback(not_found)
         .with_state(state)
 }
@@ -92,6 +97,9 @@ struct AddNodeBody {
     raft: String,
     http: String,
     pg: String,
+    /// The node's Snowflake datacenter id, if the caller knows it (a joining node sends it).
+    #[serde(default)]
+    datacenter: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -207,6 +215,10 @@ async fn add_node(
         raft: body.raft,
         http: body.http,
         pg: body.pg,
+        id_worker: body.datacenter.map(|datacenter| IdWorker {
+            datacenter,
+            worker: crate::ids::worker_for_node(body.id),
+        }),
     };
     membership::request(
         &state.dispatcher,

@@ -63,6 +63,7 @@ pub async fn status(
                 "raft": addr.raft,
                 "http": addr.http,
                 "pg": addr.pg,
+                "id_worker": addr.id_worker.map(|w| json!({"datacenter": w.datacenter, "worker": w.worker})),
             });
             match probe {
                 Ok(view) => {
@@ -90,6 +91,8 @@ fn local_status(state: &HttpState) -> Value {
     let applied = d.engine.visible().borrow().map(|l| l.index).unwrap_or(0);
     let role = format!("{:?}", m.state).to_lowercase();
     let log = state.log.metrics();
+    let ids = state.ids.stats();
+    let id_settings = state.ids.settings();
     json!({
         "id": d.node_id,
         "role": role,
@@ -108,6 +111,14 @@ fn local_status(state: &HttpState) -> Value {
             "bytes_written": log.bytes_written,
             "segments_deleted": log.segments_deleted,
             "healthy": state.log.writer_failure().is_none(),
+        },
+        "ids": {
+            "datacenter": id_settings.datacenter,
+            "worker": id_settings.worker,
+            "layout": id_settings.layout.describe(),
+            "issued": ids.issued,
+            "clock_rollback_refusals": ids.clock_rollback_refusals,
+            "lease_writes": ids.lease_writes,
         },
     })
 }

@@ -120,7 +120,8 @@ pub fn type_for_value(value: &SqlValue) -> Option<Type> {
 /// the expression): `count(...)` is int8, literals are what they look like. `None` if unsure.
 pub fn type_for_expression(name: &str) -> Option<Type> {
     let lower = name.trim().to_ascii_lowercase();
-    const INTEGER_FUNCTIONS: [&str; 8] = [
+    const INTEGER_FUNCTIONS: [&str; 9] = [
+        "snowflake_id(",
         "count(",
         "length(",
         "instr(",
@@ -814,6 +815,7 @@ mod tests {
         assert_eq!(type_for_decltype("blob"), Some(Type::BYTEA));
         assert_eq!(type_for_decltype("date"), None);
         assert_eq!(type_for_expression("count(*)"), Some(Type::INT8));
+        assert_eq!(type_for_expression("snowflake_id()"), Some(Type::INT8));
         assert_eq!(type_for_expression("1"), Some(Type::INT4));
         assert_eq!(type_for_expression("x"), None);
     }

@@ -45,6 +45,7 @@
 //!   text today).
 
 pub mod commands;
+pub mod dialect;
 pub mod error;
 pub mod framing;
 pub mod server;

@@ -37,7 +37,10 @@ use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use crate::dispatch::error::RequestError;
 use crate::dispatch::{Consistency, Dispatcher};
 use crate::frontend::pg::commands::{self, Command, Function, Settings};
-use crate::frontend::pg::error::{PgError, error, fatal, into_pgwire, request_error};
+use crate::frontend::pg::dialect;
+use crate::frontend::pg::error::{
+    PgError, error, fatal, into_pgwire, request_error, translate_error,
+};
 use crate::frontend::pg::sql::{self, Route, SqlText};
 use crate::frontend::pg::tags::{TagKind, tag_kind};
 use crate::frontend::pg::types;
@@ -145,12 +148,12 @@ impl Session {
     /// Runs one SQL statement: a read at the session's consistency, or a write as its own
     /// transaction on the leader.
     async fn run(&self, plan: &SqlPlan, params: Vec<SqlValue>) -> Result<Outcome, PgError> {
-        let statement = Statement {
-            sql: plan.sqlite.clone(),
-            params,
-        };
-        match plan.route {
-            Route::Read => {
+        match (plan.route, plan.sqlite.as_slice()) {
+            (Route::Read, [sql]) => {
+                let statement = Statement {
+                    sql: sql.clone(),
+                    params,
+                };
                 let (consistency, last_index) = self.consistency();
                 let read = self
                     .dispatcher
@@ -165,13 +168,55 @@ impl Session {
                     rows: read.result.rows,
                 })
             }
-            Route::Write => {
-                let mut outcomes = self.execute(vec![(statement, plan.tag.clone())]).await?;
+            _ => {
+                let mut outcomes = self
+                    .execute_plans(std::slice::from_ref(plan), params)
+                    .await?;
                 outcomes
                     .pop()
                     .ok_or_else(|| error("XX000", "the write returned no result"))
             }
         }
+    }
+
+    /// Runs the plans' SQLite statements as one transaction on the leader; one outcome per
+    /// plan, its last statement's (the statements before it only prepare its effect: the
+    /// first `DELETE` of a `TRUNCATE a, b`). A plan with nothing to run (`VACUUM`) just
+    /// answers its tag.
+    async fn execute_plans(
+        &self,
+        plans: &[SqlPlan],
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<Outcome>, PgError> {
+        let statements: Vec<(Statement, TagKind)> = plans
+            .iter()
+            .flat_map(|plan| {
+                plan.sqlite.iter().map(|sql| {
+                    let statement = Statement {
+                        sql: sql.clone(),
+                        params: params.clone(),
+                    };
+                    (statement, plan.tag.clone())
+                })
+            })
+            .collect();
+        let mut outcomes = if statements.is_empty() {
+            Vec::new()
+        } else {
+            self.execute(statements).await?
+        }
+        .into_iter();
+        Ok(plans
+            .iter()
+            .map(|plan| {
+                let done = Outcome::Done {
+                    tag: plan.tag.tag(0),
+                };
+                plan.sqlite
+                    .iter()
+                    .fold(done, |last, _| outcomes.next().unwrap_or(last))
+            })
+            .collect())
     }
 
     /// Runs statements as one transaction on the leader.
@@ -327,9 +372,14 @@ impl Session {
         if let Some(command) = commands::parse_command(&statement) {
             return command.map(Plan::Command).map_err(into_pgwire);
         }
-        let (sqlite, _) = sql::to_sqlite(&statement);
+        let translation =
+            dialect::translate(&statement).map_err(|e| into_pgwire(translate_error(&e)))?;
         let tables = sql::referenced_tables(&statement);
-        let description = self.describe(&sqlite, &tables).await.map_err(into_pgwire)?;
+        // A translation into several statements is DDL: describing the first suffices.
+        let description = match translation.statements.first() {
+            Some(first) => self.describe(first, &tables).await.map_err(into_pgwire)?,
+            None => Description::default(),
+        };
         let inferred = sql::infer_parameter_decltypes(
             &statement,
             description.parameter_count,
@@ -354,13 +404,13 @@ impl Session {
             .collect();
         let column_types = types::described_types(&description.columns, &description.decltypes);
         Ok(Plan::Sql(SqlPlan {
-            sqlite,
-            route: if description.readonly {
+            route: if description.readonly && translation.statements.len() == 1 {
                 Route::Read
             } else {
                 Route::Write
             },
-            tag: tag_kind(&statement),
+            tag: translation.tag.unwrap_or_else(|| tag_kind(&statement)),
+            sqlite: translation.statements,
             parameter_types,
             columns: description.columns,
             column_types,
@@ -390,8 +440,8 @@ pub enum Plan {
 
 #[derive(Debug)]
 pub struct SqlPlan {
-    /// The text SQLite runs (`$N` rewritten to `?N`).
-    sqlite: String,
+    /// What SQLite runs: the statement's translation (`dialect::translate`), one transaction.
+    sqlite: Vec<String>,
     route: Route,
     tag: TagKind,
     parameter_types: Vec<Type>,
@@ -659,31 +709,31 @@ impl SimpleQueryHandler for Handler {
             }
             let group = &statements[i..end];
             i = end;
-            let plans: Vec<SqlPlan> = group
-                .iter()
-                .map(|s| SqlPlan {
-                    sqlite: sql::to_sqlite(s).0,
-                    route: sql::route(s),
-                    tag: tag_kind(s),
-                    parameter_types: Vec::new(),
-                    columns: Vec::new(),
-                    column_types: Vec::new(),
-                })
-                .collect();
+            let mut plans: Vec<SqlPlan> = Vec::with_capacity(group.len());
+            for s in group {
+                match dialect::translate(s) {
+                    Ok(translation) => plans.push(SqlPlan {
+                        route: match translation.statements.len() {
+                            1 => sql::route(s),
+                            _ => Route::Write,
+                        },
+                        tag: translation.tag.unwrap_or_else(|| tag_kind(s)),
+                        sqlite: translation.statements,
+                        parameter_types: Vec::new(),
+                        columns: Vec::new(),
+                        column_types: Vec::new(),
+                    }),
+                    Err(e) => {
+                        responses.push(Response::Error(translate_error(&e)));
+                        break;
+                    }
+                }
+            }
+            if plans.len() < group.len() {
+                break;
+            }
             let failed = if plans.iter().any(|p| p.route == Route::Write) {
-                let statements = plans
-                    .iter()
-                    .map(|p| {
-                        (
-                            Statement {
-                                sql: p.sqlite.clone(),
-                                params: Vec::new(),
-                            },
-                            p.tag.clone(),
-                        )
-                    })
-                    .collect();
-                match self.session.execute(statements).await {
+                match self.session.execute_plans(&plans, Vec::new()).await {
                     Ok(outcomes) => {
                         responses.extend(outcomes.into_iter().map(simple_response));
                         false

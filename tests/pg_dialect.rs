@@ -108,6 +108,20 @@ async fn postgres_dialect_on_a_follower() {
         "3"
     );
 
+    // Expression columns are named and typed as PostgreSQL does.
+    let row = client
+        .query_one(
+            "SELECT count(*), name = 'Alice', born::text, 1 + 1 FROM people WHERE id = $1 GROUP BY name, born",
+            &[&1i32],
+        )
+        .await
+        .expect("typed expressions");
+    let names: Vec<&str> = row.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(names, vec!["count", "?column?", "born", "?column?"]);
+    assert_eq!(row.get::<_, i64>(0), 1);
+    assert!(row.get::<_, bool>(1));
+    assert_eq!(row.get::<_, String>(2), "1990-01-02");
+
     // Casts: literals converted with PostgreSQL's rules, column values when they run.
     assert_eq!(
         text_rows(

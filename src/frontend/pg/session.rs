@@ -164,7 +164,7 @@ impl Session {
                 Ok(Outcome::Rows {
                     tag: plan.tag.clone(),
                     columns: read.result.columns,
-                    decltypes: read.result.decltypes,
+                    decltypes: with_known_types(read.result.decltypes, &plan.column_decltypes),
                     rows: read.result.rows,
                 })
             }
@@ -402,7 +402,8 @@ impl Session {
                     .unwrap_or(Type::TEXT)
             })
             .collect();
-        let column_types = types::described_types(&description.columns, &description.decltypes);
+        let decltypes = with_known_types(description.decltypes, &translation.column_decltypes);
+        let column_types = types::described_types(&description.columns, &decltypes);
         Ok(Plan::Sql(SqlPlan {
             route: if description.readonly && translation.statements.len() == 1 {
                 Route::Read
@@ -411,11 +412,25 @@ impl Session {
             },
             tag: translation.tag.unwrap_or_else(|| tag_kind(&statement)),
             sqlite: translation.statements,
+            column_decltypes: translation.column_decltypes,
             parameter_types,
             columns: description.columns,
             column_types,
         }))
     }
+}
+
+/// SQLite's declared types, completed with the translation's where SQLite has none.
+fn with_known_types(
+    mut decltypes: Vec<Option<String>>,
+    known: &[Option<String>],
+) -> Vec<Option<String>> {
+    for (declared, known) in decltypes.iter_mut().zip(known) {
+        if declared.is_none() {
+            declared.clone_from(known);
+        }
+    }
+    decltypes
 }
 
 fn function_type(function: Function) -> Type {
@@ -442,6 +457,8 @@ pub enum Plan {
 pub struct SqlPlan {
     /// What SQLite runs: the statement's translation (`dialect::translate`), one transaction.
     sqlite: Vec<String>,
+    /// Result columns' types the translation knows where SQLite declares none.
+    column_decltypes: Vec<Option<String>>,
     route: Route,
     tag: TagKind,
     parameter_types: Vec<Type>,
@@ -719,6 +736,7 @@ impl SimpleQueryHandler for Handler {
                         },
                         tag: translation.tag.unwrap_or_else(|| tag_kind(s)),
                         sqlite: translation.statements,
+                        column_decltypes: translation.column_decltypes,
                         parameter_types: Vec::new(),
                         columns: Vec::new(),
                         column_types: Vec::new(),

@@ -26,6 +26,7 @@
 //! `cargo test --release --lib translation_cost -- --ignored --nocapture`); the extended
 //! protocol pays it once per prepared statement.
 
+mod columns;
 mod ddl;
 mod expr;
 mod types;
@@ -54,6 +55,9 @@ pub struct Translation {
     /// The CommandComplete tag when the statement's first words do not give PostgreSQL's
     /// (`TRUNCATE` → `TRUNCATE TABLE`).
     pub tag: Option<TagKind>,
+    /// For a query, each result column's declared type where PostgreSQL would know it and
+    /// SQLite does not (`count(*)` → `BIGINT`, `a = b` → `BOOLEAN`); empty if unknown.
+    pub column_decltypes: Vec<Option<String>>,
 }
 
 impl Translation {
@@ -61,6 +65,7 @@ impl Translation {
         Translation {
             statements: vec![sql],
             tag: None,
+            column_decltypes: Vec::new(),
         }
     }
 }
@@ -91,6 +96,7 @@ pub fn translate(statement: &SqlText) -> Result<Translation, TranslateError> {
             return Ok(Translation {
                 statements: Vec::new(),
                 tag: Some(TagKind::Fixed(tag.into())),
+                column_decltypes: Vec::new(),
             });
         }
         Some(
@@ -133,8 +139,10 @@ fn unsupported(what: impl Into<String>) -> TranslateError {
 }
 
 fn translate_statement(mut ast: Statement) -> Result<Translation, TranslateError> {
+    let mut column_decltypes = Vec::new();
     match &mut ast {
-        Statement::Query(_) | Statement::Update(_) => {}
+        Statement::Query(query) => column_decltypes = columns::name_result_columns(query),
+        Statement::Update(_) => {}
         Statement::Insert(insert) => {
             if let Some(OnInsert::OnConflict(OnConflict {
                 conflict_target, ..
@@ -214,6 +222,7 @@ fn translate_statement(mut ast: Statement) -> Result<Translation, TranslateError
             return Ok(Translation {
                 statements: ddl::truncate(truncate)?,
                 tag: Some(TagKind::Fixed("TRUNCATE TABLE".into())),
+                column_decltypes,
             });
         }
         Statement::CreateView(mut view) if view.or_replace => {
@@ -228,6 +237,7 @@ fn translate_statement(mut ast: Statement) -> Result<Translation, TranslateError
     Ok(Translation {
         statements,
         tag: None,
+        column_decltypes,
     })
 }
 

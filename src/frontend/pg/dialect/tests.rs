@@ -22,44 +22,77 @@ const NOW_SQL: &str = "rtrim(rtrim(strftime('%Y-%m-%d %H:%M:%f', 'now'), '0'), '
 #[test]
 fn expressions_translate() {
     let cases: &[(&str, &str)] = &[
-        ("SELECT $2, $1", "SELECT ?2, ?1"),
-        ("SELECT 'a' || 'b'", "SELECT 'a' || 'b'"),
+        (
+            "SELECT $2, $1",
+            "SELECT ?2 AS \"?column?\", ?1 AS \"?column?\"",
+        ),
+        ("SELECT 'a' || 'b'", "SELECT 'a' || 'b' AS \"?column?\""),
         ("select ID from Public.T", "SELECT id FROM t"),
         ("SELECT \"ID\" FROM t", "SELECT \"ID\" FROM t"),
-        ("SELECT true, false, NULL", "SELECT true, false, NULL"),
-        ("SELECT E'a\\nb'", "SELECT 'a\nb'"),
-        ("SELECT $$it's$$", "SELECT 'it''s'"),
-        ("SELECT '5'::int + 1", "SELECT 5 + 1"),
-        ("SELECT CAST('2.5' AS float8)", "SELECT 2.5"),
-        ("SELECT 3.7::integer", "SELECT 4"),
-        ("SELECT 'yes'::boolean", "SELECT 1"),
+        (
+            "SELECT true, false, NULL",
+            "SELECT true AS \"bool\", false AS \"bool\", NULL AS \"?column?\"",
+        ),
+        ("SELECT E'a\\nb'", "SELECT 'a\nb' AS \"?column?\""),
+        ("SELECT $$it's$$", "SELECT 'it''s' AS \"?column?\""),
+        ("SELECT '5'::int + 1", "SELECT 5 + 1 AS \"?column?\""),
+        ("SELECT CAST('2.5' AS float8)", "SELECT 2.5 AS \"float8\""),
+        ("SELECT 3.7::integer", "SELECT 4 AS \"int4\""),
+        ("SELECT 'yes'::boolean", "SELECT 1 AS \"bool\""),
         (
             "SELECT 1.50::text, true::text, 'abcd'::varchar(2)",
-            "SELECT '1.50', 'true', 'ab'",
+            "SELECT '1.50' AS \"text\", 'true' AS \"text\", 'ab' AS \"varchar\"",
         ),
-        ("SELECT x::int FROM t", "SELECT pg_cast(x, 'int4') FROM t"),
-        ("SELECT x::text FROM t", "SELECT CAST(x AS TEXT) FROM t"),
+        (
+            "SELECT x::int FROM t",
+            "SELECT pg_cast(x, 'int4') AS \"x\" FROM t",
+        ),
+        (
+            "SELECT x::text FROM t",
+            "SELECT CAST(x AS TEXT) AS \"x\" FROM t",
+        ),
         (
             "SELECT x::varchar(3) FROM t",
-            "SELECT substr(CAST(x AS TEXT), 1, 3) FROM t",
+            "SELECT substr(CAST(x AS TEXT), 1, 3) AS \"x\" FROM t",
         ),
-        ("SELECT $1::bigint", "SELECT pg_cast(?1, 'int8')"),
+        (
+            "SELECT $1::bigint",
+            "SELECT pg_cast(?1, 'int8') AS \"int8\"",
+        ),
         (
             "SELECT x::numeric(10,2) FROM t",
-            "SELECT round(pg_cast(x, 'numeric'), 2) FROM t",
+            "SELECT round(pg_cast(x, 'numeric'), 2) AS \"x\" FROM t",
         ),
         (
             "SELECT '2024-01-02 03:04:05+01'::timestamptz",
-            "SELECT '2024-01-02 02:04:05'",
+            "SELECT '2024-01-02 02:04:05' AS \"timestamptz\"",
         ),
-        ("SELECT DATE '2024-01-02'", "SELECT '2024-01-02'"),
-        ("SELECT '{\"a\":1}'::jsonb", "SELECT '{\"a\":1}'"),
-        ("SELECT '\\x0aff'::bytea", "SELECT X'0AFF'"),
-        ("SELECT now()", &format!("SELECT {NOW_SQL}")),
-        ("SELECT CURRENT_TIMESTAMP", &format!("SELECT {NOW_SQL}")),
-        ("SELECT pg_catalog.now()", &format!("SELECT {NOW_SQL}")),
-        ("SELECT LOCALTIMESTAMP", &format!("SELECT {NOW_SQL}")),
-        ("SELECT CURRENT_DATE", "SELECT date('now')"),
+        (
+            "SELECT DATE '2024-01-02'",
+            "SELECT '2024-01-02' AS \"date\"",
+        ),
+        (
+            "SELECT '{\"a\":1}'::jsonb",
+            "SELECT '{\"a\":1}' AS \"jsonb\"",
+        ),
+        ("SELECT '\\x0aff'::bytea", "SELECT X'0AFF' AS \"bytea\""),
+        ("SELECT now()", &format!("SELECT {NOW_SQL} AS \"now\"")),
+        (
+            "SELECT CURRENT_TIMESTAMP",
+            &format!("SELECT {NOW_SQL} AS \"current_timestamp\""),
+        ),
+        (
+            "SELECT pg_catalog.now()",
+            &format!("SELECT {NOW_SQL} AS \"now\""),
+        ),
+        (
+            "SELECT LOCALTIMESTAMP",
+            &format!("SELECT {NOW_SQL} AS \"localtimestamp\""),
+        ),
+        (
+            "SELECT CURRENT_DATE",
+            "SELECT date('now') AS \"current_date\"",
+        ),
         (
             "SELECT a FROM t WHERE a LIKE 'x%'",
             "SELECT a FROM t WHERE pg_like(a, 'x%')",
@@ -78,18 +111,21 @@ fn expressions_translate() {
         ),
         (
             "SELECT substring(a FROM 2 FOR 3) FROM t",
-            "SELECT substr(a, 2, 3) FROM t",
+            "SELECT substr(a, 2, 3) AS \"substring\" FROM t",
         ),
         (
             "SELECT position('b' IN a) FROM t",
-            "SELECT instr(a, 'b') FROM t",
+            "SELECT instr(a, 'b') AS \"position\" FROM t",
         ),
         (
             "SELECT trim(LEADING 'x' FROM a) FROM t",
-            "SELECT ltrim(a, 'x') FROM t",
+            "SELECT ltrim(a, 'x') AS \"ltrim\" FROM t",
         ),
-        ("SELECT char_length(a) FROM t", "SELECT length(a) FROM t"),
-        ("SELECT 2 ^ 3", "SELECT power(2, 3)"),
+        (
+            "SELECT char_length(a) FROM t",
+            "SELECT length(a) AS \"char_length\" FROM t",
+        ),
+        ("SELECT 2 ^ 3", "SELECT power(2, 3) AS \"?column?\""),
         (
             "SELECT a FROM t ORDER BY a, b DESC, c NULLS FIRST",
             "SELECT a FROM t ORDER BY a NULLS LAST, b DESC NULLS FIRST, c NULLS FIRST",
@@ -123,6 +159,47 @@ fn expressions_translate() {
     for (postgres, sqlite) in cases {
         assert_eq!(one(postgres), *sqlite, "{postgres}");
     }
+}
+
+#[test]
+fn result_columns_get_postgres_names_and_types() {
+    let columns = |sql: &str| {
+        let translation = translate(&SqlText::new(sql)).expect("translates");
+        translation.column_decltypes
+    };
+    let known = |types: &[Option<&str>]| -> Vec<Option<String>> {
+        types.iter().map(|t| t.map(str::to_owned)).collect()
+    };
+    assert_eq!(
+        columns("SELECT count(*), a = 1, x::date, now(), 'a' || b, a, 7, 1.5 FROM t"),
+        known(&[
+            Some("BIGINT"),
+            Some("BOOLEAN"),
+            Some("DATE"),
+            Some("TIMESTAMPTZ"),
+            Some("TEXT"),
+            None,
+            Some("INTEGER"),
+            Some("NUMERIC")
+        ])
+    );
+    assert_eq!(
+        columns("SELECT count(*) AS n, a IS NULL AS missing FROM t"),
+        known(&[Some("BIGINT"), Some("BOOLEAN")])
+    );
+    assert!(
+        columns("SELECT *, count(*) FROM t").is_empty(),
+        "a * hides positions"
+    );
+    assert_eq!(
+        one("SELECT count(*), max(a), t.b, (SELECT max(c) FROM u), a + 1, 'x'::text FROM t"),
+        "SELECT count(*) AS \"count\", max(a) AS \"max\", t.b, (SELECT max(c) FROM u) AS \"max\", \
+         a + 1 AS \"?column?\", 'x' AS \"text\" FROM t"
+    );
+    assert_eq!(
+        one("SELECT count(*) FROM t UNION SELECT 1"),
+        "SELECT count(*) AS \"count\" FROM t UNION SELECT 1"
+    );
 }
 
 #[test]
@@ -239,7 +316,10 @@ fn utility_statements_translate() {
     let truncate = translate(&SqlText::new("truncate pgbench_history")).expect("truncate");
     assert_eq!(truncate.tag, Some(TagKind::Fixed("TRUNCATE TABLE".into())));
     assert_eq!(one("BEGIN"), "BEGIN");
-    assert_eq!(one("EXPLAIN SELECT 1"), "EXPLAIN QUERY PLAN SELECT 1");
+    assert_eq!(
+        one("EXPLAIN SELECT a FROM t"),
+        "EXPLAIN QUERY PLAN SELECT a FROM t"
+    );
 }
 
 #[test]

@@ -77,7 +77,7 @@ async fn copy_in_and_out_in_text_and_csv() {
     let same = client
         .simple_query(
             "SELECT count(*) FROM again a JOIN items i ON i.id = a.id
-             WHERE i.name = a.name AND i.price IS a.price",
+             WHERE i.name = a.name AND i.price IS NOT DISTINCT FROM a.price",
         )
         .await
         .expect("compare");

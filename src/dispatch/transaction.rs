@@ -230,16 +230,23 @@ impl Dispatcher {
                 &request,
                 remaining,
             );
+        // A statement gives up as soon as the leader goes silent (the transaction is lost
+        // anyway). A COMMIT waits for its answer until the deadline: a large transaction's
+        // entry can keep the leader too busy for heartbeats, and giving up early would leave
+        // the client guessing whether it committed.
+        let silence = async {
+            if commit {
+                std::future::pending::<()>().await
+            } else {
+                self.leader_goes_silent().await
+            }
+        };
         let reply = tokio::select! {
             reply = call => reply,
-            () = self.leader_goes_silent() => {
-                return Err(if commit {
-                    RequestError::OutcomeUnknown(format!(
-                        "lost contact with the leader at {leader} during COMMIT; the transaction may or may not have committed"
-                    ))
-                } else {
-                    RequestError::TransactionLost(format!("lost contact with the leader at {leader}"))
-                });
+            () = silence => {
+                return Err(RequestError::TransactionLost(format!(
+                    "lost contact with the leader at {leader}"
+                )));
             }
         };
         match reply {

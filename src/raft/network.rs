@@ -81,6 +81,9 @@ impl PeerClient {
             addr: addr.to_owned(),
             message: format!("encode: {e}"),
         })?;
+        // Large bodies (a big transaction's entry) need time to travel and be stored; openraft
+        // bounds AppendEntries by the heartbeat interval, which only fits small ones.
+        let timeout = timeout + transfer_allowance(body.len());
         let response = self
             .http
             .post(format!("http://{addr}{path}"))
@@ -102,6 +105,12 @@ impl PeerClient {
             message: format!("decode: {e}"),
         })
     }
+}
+
+/// Extra time for a request body of `bytes`: 1 ms per 10 kB (10 MB/s, far below loopback or
+/// LAN speed, so only a truly stuck peer times out).
+fn transfer_allowance(bytes: usize) -> Duration {
+    Duration::from_millis((bytes / 10_000) as u64)
 }
 
 impl PeerClient {

@@ -44,6 +44,7 @@ use crate::raft::types::{Command, Entry, LogId, NodeId, ProposalId, StoredMember
 use crate::storage::changeset::{self, ChangeRecorder};
 use crate::storage::error::{EngineError, SqlError};
 use crate::storage::meta;
+use crate::storage::pg_functions;
 use crate::storage::policy::{self, ClientSqlGuard};
 use crate::storage::request::{Description, QueryResult, SqlValue, Statement, StatementResult};
 
@@ -344,6 +345,7 @@ fn open_write_connection(path: &Path) -> Result<Connection, EngineError> {
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;
          PRAGMA busy_timeout=5000;",
     )?;
+    pg_functions::register(&conn)?;
     Ok(conn)
 }
 
@@ -1019,6 +1021,7 @@ fn open_describe_connection(path: &Path) -> Result<Connection, EngineError> {
     )?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch("PRAGMA query_only=1; PRAGMA busy_timeout=5000;")?;
+    pg_functions::register(&conn)?;
     Ok(conn)
 }
 
@@ -1168,6 +1171,7 @@ impl ReadPool {
             let mut conn = conn;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
             conn.execute_batch("PRAGMA query_only=1; PRAGMA busy_timeout=5000;")?;
+            pg_functions::register(&conn)?;
             conn.authorizer(Some(policy::read_only_policy))?;
             connections.push(conn);
         }

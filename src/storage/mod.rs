@@ -4,6 +4,7 @@ pub mod changeset;
 pub mod engine;
 pub mod error;
 pub mod meta;
+pub mod pg_functions;
 pub mod policy;
 pub mod request;
 pub mod session_ffi;

@@ -315,9 +315,9 @@ pub fn parse_command(statement: &SqlText) -> Option<Result<Command, PgError>> {
                 .ok_or_else(|| error("42601", "syntax error in SHOW")),
         }),
         "PREPARE" | "EXECUTE" | "DEALLOCATE" | "DISCARD" | "LISTEN" | "UNLISTEN" | "NOTIFY"
-        | "COPY" | "DECLARE" | "FETCH" | "MOVE" | "CLOSE" | "LOCK" | "TRUNCATE" | "GRANT"
-        | "REVOKE" | "COMMENT" | "VACUUM" | "CHECKPOINT" | "DO" | "CALL" | "LOAD" | "REFRESH"
-        | "CLUSTER" | "SECURITY" | "IMPORT" | "REASSIGN" => Some(Err(not_supported(first))),
+        | "COPY" | "DECLARE" | "FETCH" | "MOVE" | "CLOSE" | "LOCK" | "GRANT" | "REVOKE"
+        | "COMMENT" | "CHECKPOINT" | "DO" | "CALL" | "LOAD" | "REFRESH" | "CLUSTER"
+        | "SECURITY" | "IMPORT" | "REASSIGN" => Some(Err(not_supported(first))),
         "SELECT" => parse_function(statement).map(Ok),
         _ => None,
     }

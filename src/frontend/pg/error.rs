@@ -17,7 +17,11 @@
 //! | misuse of aggregate | 42803 grouping_error |
 //! | `not authorized` (client SQL policy) | 42501 insufficient_privilege |
 //! | datatype mismatch | 42804 datatype_mismatch |
-//! | integer overflow | 22003 numeric_value_out_of_range |
+//! | integer overflow, `... out of range` from a cast | 22003 numeric_value_out_of_range |
+//! | `invalid input syntax for type ...` (`pg_cast`) | 22P02 (22007 for dates and times) |
+//! | `null value in column ...` (`pg_not_null`) | 23502 not_null_violation |
+//! | `... violates check constraint ...` (`pg_check`) | 23514 check_violation |
+//! | a statement the dialect translation refuses | 0A000, 42601 for a syntax error |
 //! | result or value too big | 54000 program_limit_exceeded |
 //! | wrong parameter count | 08P01 protocol_violation |
 //! | a forbidden statement (`PRAGMA`, `ATTACH`, ...) | 0A000 feature_not_supported |
@@ -34,6 +38,7 @@
 use pgwire::error::{ErrorInfo, PgWireError};
 
 use crate::dispatch::error::RequestError;
+use crate::frontend::pg::dialect::TranslateError;
 use crate::frontend::pg::sql::SqlText;
 use crate::storage::error::SqlError;
 
@@ -98,8 +103,24 @@ fn statement_sqlstate(code: i32, message: &str) -> &'static str {
         "42702"
     } else if m.starts_with("misuse of aggregate") {
         "42803"
-    } else if m.contains("integer overflow") {
+    } else if m.contains("integer overflow") || m.ends_with(" out of range") {
         "22003"
+    } else if m.starts_with("date/time field value out of range") {
+        "22008"
+    } else if m.starts_with("invalid input syntax for type date")
+        || m.starts_with("invalid input syntax for type time")
+    {
+        "22007"
+    } else if m.starts_with("invalid input syntax for type") {
+        "22P02"
+    } else if m.starts_with("null value in column") {
+        "23502"
+    } else if m.contains("violates check constraint") {
+        "23514"
+    } else if m.starts_with("cannot cast type") {
+        "42846"
+    } else if m.starts_with("like pattern must not end with escape") {
+        "22025"
     } else if code & 0xff == SQLITE_AUTH {
         "42501"
     } else if code & 0xff == SQLITE_MISMATCH {
@@ -108,6 +129,15 @@ fn statement_sqlstate(code: i32, message: &str) -> &'static str {
         "54000"
     } else {
         "42000"
+    }
+}
+
+/// The ErrorResponse for a statement the dialect translation refused.
+pub fn translate_error(error: &TranslateError) -> PgError {
+    match error {
+        TranslateError::Syntax(message) => self::error("42601", format!("syntax error: {message}")),
+        TranslateError::Unsupported(what) => not_supported(what),
+        TranslateError::InvalidValue { code, message } => self::error(code, message.clone()),
     }
 }
 

@@ -15,10 +15,11 @@
 //! 3. Simple query: [`sql::split_statements`] splits the string with a PostgreSQL-aware lexer;
 //!    [`commands`] answers session commands (`SET`, `SHOW`, `RESET`, `SELECT version()`) and
 //!    refuses the unsupported ones by name (0A000); consecutive SQL statements run as one
-//!    implicit transaction, as in PostgreSQL: with a write among them, together as one
-//!    `Dispatcher::execute` on the leader; reads alone through `Dispatcher::query` at the
-//!    session's consistency.
-//! 4. Extended query: Parse plans the statement once — SQLite prepares it without running it
+//!    implicit transaction, as in PostgreSQL: each is translated to SQLite ([`dialect`]),
+//!    then with a write among them, together as one `Dispatcher::execute` on the leader;
+//!    reads alone through `Dispatcher::query` at the session's consistency.
+//! 4. Extended query: Parse translates ([`dialect`]) and plans the statement once — SQLite
+//!    prepares the translation without running it
 //!    (`Engine::describe`, after this node applied the session's writes) to learn its result
 //!    columns and declared types, its parameter count and whether it only reads; parameter
 //!    types are inferred from the columns they meet ([`sql::infer_parameter_decltypes`]).
@@ -45,16 +46,16 @@
 //!
 //! # Not yet (next increments)
 //!
-//! - The PostgreSQL dialect: only `$N` placeholders are rewritten. `::` casts, `SERIAL`,
-//!   `now()`, `ILIKE`, `ON CONFLICT`, ... need the sqlparser-based translation (`VisitorMut`),
-//!   which will also type expression columns properly (today `count(*)` and literals are
-//!   typed by their text, other expressions by their values or as text).
+//! - Typing every expression column: the translation types `count(*)`, comparisons, casts,
+//!   literals and the time functions; other expressions (`sum(x)`) are typed by their values
+//!   (simple query) or as text (Describe).
 //! - `pg_catalog` / `information_schema`: psql's `\d` family and driver introspection.
 //! - TLS, SCRAM/MD5 authentication, binary COPY, `date`/`timestamp` types (sent
 //!   as text today).
 
 pub mod commands;
 pub mod copy;
+pub mod dialect;
 pub mod error;
 pub mod framing;
 pub mod server;

@@ -44,7 +44,10 @@ use crate::dispatch::write::TxnOutcome;
 use crate::dispatch::{Consistency, Dispatcher};
 use crate::frontend::pg::commands::{self, Command, Function, Settings};
 use crate::frontend::pg::copy::{self, CopyCommand, CopyOptions, CopySource};
-use crate::frontend::pg::error::{PgError, error, fatal, into_pgwire, request_error};
+use crate::frontend::pg::dialect;
+use crate::frontend::pg::error::{
+    PgError, error, fatal, into_pgwire, request_error, translate_error,
+};
 use crate::frontend::pg::sql::{self, Route, SqlText};
 use crate::frontend::pg::status::SessionStatus;
 use crate::frontend::pg::tags::{TagKind, tag_kind};
@@ -196,10 +199,6 @@ impl Session {
     /// Runs one SQL statement: a read at the session's consistency, or a write as its own
     /// transaction on the leader.
     async fn run(&self, plan: &SqlPlan, params: Vec<SqlValue>) -> Result<Outcome, PgError> {
-        let statement = Statement {
-            sql: plan.sqlite.clone(),
-            params,
-        };
         let on_writer = {
             let mut state = self.state();
             match state.txn.as_mut() {
@@ -223,10 +222,25 @@ impl Session {
             }
         };
         if on_writer {
-            return self.run_in_transaction(statement, plan.tag.clone()).await;
+            // A translation into several statements answers with its last one's outcome.
+            let mut last = Outcome::Done {
+                tag: plan.tag.tag(0),
+            };
+            for sql in &plan.sqlite {
+                let statement = Statement {
+                    sql: sql.clone(),
+                    params: params.clone(),
+                };
+                last = self.run_in_transaction(statement, plan.tag.clone()).await?;
+            }
+            return Ok(with_plan_types(last, plan));
         }
-        match plan.route {
-            Route::Read => {
+        match (plan.route, plan.sqlite.as_slice()) {
+            (Route::Read, [sql]) => {
+                let statement = Statement {
+                    sql: sql.clone(),
+                    params,
+                };
                 let (consistency, last_index) = self.consistency();
                 let read = self
                     .dispatcher
@@ -237,17 +251,61 @@ impl Session {
                 Ok(Outcome::Rows {
                     tag: plan.tag.clone(),
                     columns: read.result.columns,
-                    decltypes: read.result.decltypes,
+                    decltypes: with_known_types(read.result.decltypes, &plan.column_decltypes),
                     rows: read.result.rows,
                 })
             }
-            Route::Write => {
-                let mut outcomes = self.execute(vec![(statement, plan.tag.clone())]).await?;
+            _ => {
+                let mut outcomes = self
+                    .execute_plans(std::slice::from_ref(plan), params)
+                    .await?;
                 outcomes
                     .pop()
                     .ok_or_else(|| error("XX000", "the write returned no result"))
             }
         }
+    }
+
+    /// Runs the plans' SQLite statements as one transaction on the leader; one outcome per
+    /// plan, its last statement's (the statements before it only prepare its effect: the
+    /// first `DELETE` of a `TRUNCATE a, b`). A plan with nothing to run (`VACUUM`) just
+    /// answers its tag.
+    async fn execute_plans(
+        &self,
+        plans: &[SqlPlan],
+        params: Vec<SqlValue>,
+    ) -> Result<Vec<Outcome>, PgError> {
+        let statements: Vec<(Statement, TagKind)> = plans
+            .iter()
+            .flat_map(|plan| {
+                plan.sqlite.iter().map(|sql| {
+                    let statement = Statement {
+                        sql: sql.clone(),
+                        params: params.clone(),
+                    };
+                    (statement, plan.tag.clone())
+                })
+            })
+            .collect();
+        let mut outcomes = if statements.is_empty() {
+            Vec::new()
+        } else {
+            self.execute(statements).await?
+        }
+        .into_iter();
+        Ok(plans
+            .iter()
+            .map(|plan| {
+                let done = Outcome::Done {
+                    tag: plan.tag.tag(0),
+                };
+                let last = plan
+                    .sqlite
+                    .iter()
+                    .fold(done, |last, _| outcomes.next().unwrap_or(last));
+                with_plan_types(last, plan)
+            })
+            .collect())
     }
 
     /// Runs statements as one transaction on the leader.
@@ -370,7 +428,7 @@ impl Session {
                     }
                     CopySource::Query(query) => query,
                 };
-                let plan = simple_plan(&SqlText::new(&query));
+                let plan = simple_plan(&SqlText::new(&query))?;
                 let Outcome::Rows {
                     columns,
                     decltypes,
@@ -786,9 +844,14 @@ impl Session {
         if let Some(command) = commands::parse_command(&statement) {
             return command.map(Plan::Command).map_err(into_pgwire);
         }
-        let (sqlite, _) = sql::to_sqlite(&statement);
+        let translation =
+            dialect::translate(&statement).map_err(|e| into_pgwire(translate_error(&e)))?;
         let tables = sql::referenced_tables(&statement);
-        let description = self.describe(&sqlite, &tables).await.map_err(into_pgwire)?;
+        // A translation into several statements is DDL: describing the first suffices.
+        let description = match translation.statements.first() {
+            Some(first) => self.describe(first, &tables).await.map_err(into_pgwire)?,
+            None => Description::default(),
+        };
         let inferred = sql::infer_parameter_decltypes(
             &statement,
             description.parameter_count,
@@ -811,19 +874,52 @@ impl Session {
                     .unwrap_or(Type::TEXT)
             })
             .collect();
-        let column_types = types::described_types(&description.columns, &description.decltypes);
+        let decltypes = with_known_types(description.decltypes, &translation.column_decltypes);
+        let column_types = types::described_types(&description.columns, &decltypes);
         Ok(Plan::Sql(SqlPlan {
-            sqlite,
-            route: if description.readonly {
+            route: if description.readonly && translation.statements.len() == 1 {
                 Route::Read
             } else {
                 Route::Write
             },
-            tag: tag_kind(&statement),
+            tag: translation.tag.unwrap_or_else(|| tag_kind(&statement)),
+            sqlite: translation.statements,
+            column_decltypes: translation.column_decltypes,
             parameter_types,
             columns: description.columns,
             column_types,
         }))
+    }
+}
+
+/// SQLite's declared types, completed with the translation's where SQLite has none.
+fn with_known_types(
+    mut decltypes: Vec<Option<String>>,
+    known: &[Option<String>],
+) -> Vec<Option<String>> {
+    for (declared, known) in decltypes.iter_mut().zip(known) {
+        if declared.is_none() {
+            declared.clone_from(known);
+        }
+    }
+    decltypes
+}
+
+/// An outcome's column types completed with what the plan's translation knows.
+fn with_plan_types(outcome: Outcome, plan: &SqlPlan) -> Outcome {
+    match outcome {
+        Outcome::Rows {
+            tag,
+            columns,
+            decltypes,
+            rows,
+        } => Outcome::Rows {
+            tag,
+            columns,
+            decltypes: with_known_types(decltypes, &plan.column_decltypes),
+            rows,
+        },
+        done => done,
     }
 }
 
@@ -919,8 +1015,10 @@ pub enum Plan {
 
 #[derive(Debug)]
 pub struct SqlPlan {
-    /// The text SQLite runs (`$N` rewritten to `?N`).
-    sqlite: String,
+    /// What SQLite runs: the statement's translation (`dialect::translate`), one transaction.
+    sqlite: Vec<String>,
+    /// Result columns' types the translation knows where SQLite declares none.
+    column_decltypes: Vec<Option<String>>,
     route: Route,
     tag: TagKind,
     parameter_types: Vec<Type>,
@@ -1241,11 +1339,11 @@ impl SimpleQueryHandler for Handler {
                 None => {}
             }
             if self.session.in_transaction() {
-                let plan = simple_plan(statement);
-                responses.push(match self.session.run(&plan, Vec::new()).await {
-                    Ok(outcome) => simple_response(outcome),
-                    Err(e) => Response::Error(e),
-                });
+                let ran = match simple_plan(statement) {
+                    Ok(plan) => self.session.run(&plan, Vec::new()).await,
+                    Err(e) => Err(e),
+                };
+                responses.push(ran.map(simple_response).unwrap_or_else(Response::Error));
                 i += 1;
                 continue;
             }
@@ -1257,22 +1355,20 @@ impl SimpleQueryHandler for Handler {
             {
                 end += 1;
             }
-            let plans: Vec<SqlPlan> = statements[i..end].iter().map(simple_plan).collect();
+            let plans = statements[i..end]
+                .iter()
+                .map(simple_plan)
+                .collect::<Result<Vec<SqlPlan>, PgError>>();
             i = end;
+            let plans = match plans {
+                Ok(plans) => plans,
+                Err(e) => {
+                    responses.push(Response::Error(e));
+                    break;
+                }
+            };
             if plans.iter().any(|p| p.route == Route::Write) {
-                let statements = plans
-                    .iter()
-                    .map(|p| {
-                        (
-                            Statement {
-                                sql: p.sqlite.clone(),
-                                params: Vec::new(),
-                            },
-                            p.tag.clone(),
-                        )
-                    })
-                    .collect();
-                match self.session.execute(statements).await {
+                match self.session.execute_plans(&plans, Vec::new()).await {
                     Ok(outcomes) => responses.extend(outcomes.into_iter().map(simple_response)),
                     Err(e) => responses.push(Response::Error(e)),
                 }
@@ -1299,16 +1395,22 @@ fn is_error(response: &Response) -> bool {
     matches!(response, Response::Error(_))
 }
 
-/// A simple-query statement's plan: routed by its words, types taken from the rows.
-fn simple_plan(statement: &SqlText) -> SqlPlan {
-    SqlPlan {
-        sqlite: sql::to_sqlite(statement).0,
-        route: sql::route(statement),
-        tag: tag_kind(statement),
+/// A simple-query statement's plan: translated, routed by its words (a translation into
+/// several statements writes), types taken from the rows.
+fn simple_plan(statement: &SqlText) -> Result<SqlPlan, PgError> {
+    let translation = dialect::translate(statement).map_err(|e| translate_error(&e))?;
+    Ok(SqlPlan {
+        route: match translation.statements.len() {
+            1 => sql::route(statement),
+            _ => Route::Write,
+        },
+        tag: translation.tag.unwrap_or_else(|| tag_kind(statement)),
+        sqlite: translation.statements,
+        column_decltypes: translation.column_decltypes,
         parameter_types: Vec::new(),
         columns: Vec::new(),
         column_types: Vec::new(),
-    }
+    })
 }
 
 #[async_trait]

@@ -1,0 +1,107 @@
+//! pgbench, unmodified, against a follower of a real 3-node cluster: `pgbench -i -s 2` (client-
+//! side data generation through COPY inside a transaction), the TPC-B-like script and the
+//! select-only script with zero failed transactions, and afterwards on every node the TPC-B
+//! invariant sum(abalance) = sum(tbalance) = sum(bbalance) = sum(delta).
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::Cluster;
+use common::pg::follower;
+
+const PGBENCH: &str = "/usr/lib/postgresql/15/bin/pgbench";
+
+fn pgbench(address: &str, args: &[&str]) -> String {
+    let (host, port) = address.split_once(':').expect("host:port");
+    let output = Command::new(PGBENCH)
+        .args(["-h", host, "-p", port, "-U", "bench"])
+        .args(args)
+        .arg("phalanx")
+        .output()
+        .unwrap_or_else(|e| panic!("run {PGBENCH} (installed by test.sh): {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert!(
+        output.status.success(),
+        "pgbench {args:?} failed:\n{stdout}\n{stderr}"
+    );
+    stdout
+}
+
+/// The count after `prefix` on the line that starts with it.
+fn number_after(report: &str, prefix: &str) -> u64 {
+    report
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no '{prefix}' in pgbench's report:\n{report}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn pgbench_init_tpcb_and_select_only_on_a_follower() {
+    let cluster = Cluster::start(3, &[]).await;
+    let node = follower(&cluster).await;
+    let address = cluster.nodes[node].pg.clone();
+
+    pgbench(&address, &["-i", "-s", "2", "-q"]);
+    let accounts = cluster
+        .query(
+            node,
+            "SELECT count(*) FROM pgbench_accounts",
+            "linearizable",
+        )
+        .await;
+    assert_eq!(accounts.1["rows"][0][0], 200_000, "{:?}", accounts);
+
+    let tpcb = pgbench(&address, &["-c", "4", "-j", "2", "-T", "10"]);
+    let done = number_after(&tpcb, "number of transactions actually processed: ");
+    assert!(done > 0, "no TPC-B transaction ran:\n{tpcb}");
+    assert_eq!(
+        number_after(&tpcb, "number of failed transactions: "),
+        0,
+        "{tpcb}"
+    );
+    // -n: no VACUUM/TRUNCATE of the history before the run (the invariant below needs it).
+    let select = pgbench(&address, &["-n", "-S", "-c", "4", "-j", "2", "-T", "5"]);
+    assert_eq!(
+        number_after(&select, "number of failed transactions: "),
+        0,
+        "{select}"
+    );
+
+    let index = cluster.max_applied(&cluster.all()).await;
+    for i in cluster.all() {
+        cluster
+            .wait_applied(i, index, Duration::from_secs(30))
+            .await;
+        let (status, sums) = cluster
+            .query(
+                i,
+                "SELECT (SELECT sum(abalance) FROM pgbench_accounts),
+                        (SELECT sum(tbalance) FROM pgbench_tellers),
+                        (SELECT sum(bbalance) FROM pgbench_branches),
+                        (SELECT sum(delta) FROM pgbench_history),
+                        (SELECT count(*) FROM pgbench_history)",
+                "any",
+            )
+            .await;
+        assert_eq!(status, 200, "{sums}");
+        let row = &sums["rows"][0];
+        // One history row per committed transaction; pgbench does not count the (at most one
+        // per client) transactions still running when its time is up.
+        let history = row[4].as_u64().expect("history count");
+        assert!(
+            (done..=done + 4).contains(&history),
+            "node {}: {history} history rows for {done} transactions ({sums})",
+            i + 1
+        );
+        assert!(
+            row[0] == row[1] && row[1] == row[2] && row[2] == row[3],
+            "node {}: TPC-B invariant broken: {row}",
+            i + 1
+        );
+    }
+}

@@ -226,7 +226,10 @@ fn dml_translates() {
             "UPDATE t SET v = v || 'x' WHERE id = ?1 RETURNING *",
         ),
         ("DELETE FROM t WHERE id = $1", "DELETE FROM t WHERE id = ?1"),
-        ("INSERT INTO t DEFAULT VALUES", "INSERT INTO t DEFAULT VALUES"),
+        (
+            "INSERT INTO t DEFAULT VALUES",
+            "INSERT INTO t DEFAULT VALUES",
+        ),
         (
             "UPDATE t SET v = u.v FROM u WHERE t.id = u.id",
             "UPDATE t SET v = u.v FROM u WHERE t.id = u.id",

@@ -57,6 +57,10 @@ pub struct BenchReport {
     /// The layout's limit for one worker.
     pub limit_per_second: u64,
     pub lease_writes: u64,
+    /// Share of the bench threads' time spent runnable but waiting for a core (other
+    /// processes had it), from Linux's per-thread schedstat; `None` where unavailable. On a
+    /// shared machine this, not the generator, explains most of a shortfall from the limit.
+    pub waiting_for_a_core: Option<f64>,
 }
 
 /// Why a `phalanx id` command failed.
@@ -98,14 +102,20 @@ pub fn run(command: IdCommand) -> Result<(), IdCliError> {
                 println!("{}", serde_json::json!(report));
             } else {
                 println!(
-                    "{} thread(s), {:.2} s: {} IDs, {:.0} IDs/s = {:.2}% of the layout's limit of {} IDs/s per worker ({} lease writes)",
+                    "{} thread(s), {:.2} s: {} IDs, {:.0} IDs/s = {:.2}% of the layout's limit of {} IDs/s per worker ({} lease writes; waiting for a core {})",
                     report.threads,
                     report.seconds,
                     report.ids,
                     report.ids_per_second,
                     100.0 * report.ids_per_second / report.limit_per_second as f64,
                     report.limit_per_second,
-                    report.lease_writes
+                    report.lease_writes,
+                    report
+                        .waiting_for_a_core
+                        .map_or("unknown".to_string(), |w| format!(
+                            "{:.1}% of the time",
+                            100.0 * w
+                        )),
                 );
             }
             Ok(())
@@ -138,7 +148,8 @@ pub fn bench(args: BenchArgs) -> Result<BenchReport, IdCliError> {
     let workers: Vec<_> = (0..args.threads)
         .map(|_| {
             let generator = generator.clone();
-            std::thread::spawn(move || -> Result<u64, String> {
+            std::thread::spawn(move || -> Result<(u64, Option<SchedStat>), String> {
+                let before = SchedStat::of_this_thread();
                 let mut count = 0u64;
                 let mut last = 0u64;
                 while Instant::now() < deadline {
@@ -151,15 +162,28 @@ pub fn bench(args: BenchArgs) -> Result<BenchReport, IdCliError> {
                     }
                     count += 1024;
                 }
-                Ok(count)
+                let spent = before
+                    .zip(SchedStat::of_this_thread())
+                    .map(|(b, a)| SchedStat {
+                        running_ns: a.running_ns.saturating_sub(b.running_ns),
+                        waiting_ns: a.waiting_ns.saturating_sub(b.waiting_ns),
+                    });
+                Ok((count, spent))
             })
         })
         .collect();
     let mut ids = 0;
     let mut failure = None;
+    let mut sched = Some(SchedStat::default());
     for worker in workers {
         match worker.join() {
-            Ok(Ok(count)) => ids += count,
+            Ok(Ok((count, spent))) => {
+                ids += count;
+                sched = sched.zip(spent).map(|(total, s)| SchedStat {
+                    running_ns: total.running_ns + s.running_ns,
+                    waiting_ns: total.waiting_ns + s.waiting_ns,
+                });
+            }
             Ok(Err(e)) => failure = Some(e),
             Err(_) => failure = Some("panicked".into()),
         }
@@ -176,5 +200,26 @@ pub fn bench(args: BenchArgs) -> Result<BenchReport, IdCliError> {
         ids_per_second: ids as f64 / seconds,
         limit_per_second: settings.layout.ids_per_second_limit(),
         lease_writes: generator.stats().lease_writes,
+        waiting_for_a_core: sched
+            .filter(|s| s.running_ns + s.waiting_ns > 0)
+            .map(|s| s.waiting_ns as f64 / (s.running_ns + s.waiting_ns) as f64),
     })
+}
+
+/// A thread's time on a core and runnable-but-waiting, from `/proc/thread-self/schedstat`.
+#[derive(Debug, Clone, Copy, Default)]
+struct SchedStat {
+    running_ns: u64,
+    waiting_ns: u64,
+}
+
+impl SchedStat {
+    fn of_this_thread() -> Option<SchedStat> {
+        let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+        let mut fields = text.split_whitespace().map(|f| f.parse::<u64>().ok());
+        Some(SchedStat {
+            running_ns: fields.next()??,
+            waiting_ns: fields.next()??,
+        })
+    }
 }

@@ -588,11 +588,15 @@ fn rewrite_table_factor(factor: &mut TableFactor) -> Result<(), TranslateError> 
             name,
             alias,
             args: Some(args),
+            with_ordinality,
             ..
         } => {
             let function = name.to_string().to_ascii_lowercase();
             if function != "generate_series" {
                 return Err(unsupported(format!("the table function {function}")));
+            }
+            if *with_ordinality {
+                return Err(unsupported("WITH ORDINALITY"));
             }
             // PostgreSQL names the series column after the alias (`AS x` or `AS t(x)`);
             // SQLite's series table calls it `value`.

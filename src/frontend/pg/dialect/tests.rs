@@ -346,6 +346,10 @@ fn refusals_name_the_construct() {
         ("SELECT 1 FROM t, LATERAL (SELECT 1) x", "LATERAL"),
         ("SELECT * FROM unnest(ARRAY[1])", "arrays"),
         ("SELECT * FROM unnest($1)", "UNNEST"),
+        (
+            "SELECT * FROM generate_series(1, 3) WITH ORDINALITY",
+            "WITH ORDINALITY",
+        ),
         ("SELECT x::interval FROM t", "type"),
         ("CREATE TABLE t (id serial, v int)", "SERIAL"),
         ("CREATE TABLE t (a int[])", "type"),

@@ -6,55 +6,26 @@ mod common;
 use std::time::Duration;
 
 use common::Cluster;
+use common::pg::{code, follower, rows};
+use tokio_postgres::{Client, SimpleQueryMessage};
 use tokio_postgres::types::Type;
-use tokio_postgres::{Client, NoTls, SimpleQueryMessage};
 
 async fn connect(cluster: &Cluster, i: usize) -> Client {
-    let (host, port) = cluster.nodes[i].pg.split_once(':').expect("host:port");
-    let (client, connection) = tokio_postgres::Config::new()
-        .host(host)
-        .port(port.parse().expect("port"))
-        .user("tester")
-        .dbname("phalanx")
-        .connect_timeout(Duration::from_secs(10))
-        .connect(NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(connection);
-    client
-}
-
-/// A follower's index, once a leader is elected.
-async fn follower(cluster: &Cluster) -> usize {
-    let leader = cluster
-        .wait_for_leader(&cluster.all(), Duration::from_secs(30))
-        .await;
-    (leader + 1) % cluster.nodes.len()
+    cluster.pg_client(i).await
 }
 
 fn sqlstate(error: &tokio_postgres::Error) -> String {
-    error
-        .code()
-        .map(|c| c.code().to_owned())
-        .unwrap_or_else(|| format!("no SQLSTATE: {error}"))
+    code(error)
 }
 
 /// The text of every row of a simple query.
 async fn text_rows(client: &Client, sql: &str) -> Vec<Vec<Option<String>>> {
-    client
-        .simple_query(sql)
-        .await
-        .unwrap_or_else(|e| panic!("{sql}: {e:?}"))
-        .iter()
-        .filter_map(|m| match m {
-            SimpleQueryMessage::Row(row) => Some(
-                (0..row.len())
-                    .map(|i| row.get(i).map(str::to_owned))
-                    .collect(),
-            ),
-            _ => None,
-        })
-        .collect()
+    rows(
+        &client
+            .simple_query(sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e:?}")),
+    )
 }
 
 async fn single(client: &Client, sql: &str) -> String {

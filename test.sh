@@ -5,11 +5,12 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-# The PostgreSQL tests drive real clients: psql (and, from the PostgreSQL server package,
-# pgbench). Install them when this machine lacks them.
-if ! command -v psql >/dev/null || [ ! -x /usr/lib/postgresql/15/bin/pgbench ]; then
-    echo "== installing PostgreSQL client tools"
-    apt-get update -qq && apt-get install -y -qq postgresql-client postgresql-15 >/dev/null
+# The PostgreSQL tests drive real clients: psql, pgbench (from the PostgreSQL server package)
+# and sysbench. Install them when this machine lacks them.
+if ! command -v psql >/dev/null || [ ! -x /usr/lib/postgresql/15/bin/pgbench ] \
+    || ! command -v sysbench >/dev/null; then
+    echo "== installing PostgreSQL client tools and sysbench"
+    apt-get update -qq && apt-get install -y -qq postgresql-client postgresql-15 sysbench >/dev/null
 fi
 
 echo "== cargo fmt --check"

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::Cluster;
 use common::pg::{code, follower, rows};
-use tokio_postgres::{Client, SimpleQueryMessage};
 use tokio_postgres::types::Type;
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 async fn connect(cluster: &Cluster, i: usize) -> Client {
     cluster.pg_client(i).await

@@ -273,7 +273,8 @@ async fn transaction_states_and_errors_match_postgres() {
 }
 
 /// A leader killed (kill -9) in the middle of a transaction: the client gets 40001, nothing of
-/// the transaction exists on any node, and the session goes on with the new leader.
+/// the transaction exists on any node, and the session goes on with the new leader; a client
+/// listing every node (`host=a,b,c`) that lost its node reconnects to a survivor and goes on.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dead_leader_mid_transaction_loses_it_cleanly() {
     let mut cluster = Cluster::start(3, &[]).await;
@@ -286,6 +287,26 @@ async fn a_dead_leader_mid_transaction_loses_it_cleanly() {
         .batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)")
         .await
         .expect("create");
+
+    // A second client lists every node (`host=a,b,c`), the leader first, so it lands there.
+    let mut everyone = tokio_postgres::Config::new();
+    everyone
+        .user("tester")
+        .dbname("phalanx")
+        .connect_timeout(Duration::from_secs(5));
+    for i in std::iter::once(leader).chain(cluster.all().into_iter().filter(|&i| i != leader)) {
+        let (host, port) = cluster.nodes[i].pg.split_once(':').expect("host:port");
+        everyone.host(host).port(port.parse().expect("port"));
+    }
+    let (on_leader, connection) = everyone
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("multi-host");
+    tokio::spawn(connection);
+    on_leader
+        .batch_execute("INSERT INTO t VALUES (10, 'via the leader')")
+        .await
+        .expect("write through the first host");
 
     let txn = client.transaction().await.expect("begin");
     txn.execute("INSERT INTO t VALUES (1, 'lost')", &[])
@@ -306,7 +327,23 @@ async fn a_dead_leader_mid_transaction_loses_it_cleanly() {
     txn.execute("INSERT INTO t VALUES (3, 'kept')", &[])
         .await
         .expect("insert on the new leader");
+
     txn.commit().await.expect("commit on the new leader");
+    // The multi-host client lost its node; connecting again with the same host list skips the
+    // dead one and goes on.
+    assert!(
+        on_leader.batch_execute("SELECT 1").await.is_err(),
+        "the connection to the killed node is gone"
+    );
+    let (again, connection) = everyone
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("reconnect");
+    tokio::spawn(connection);
+    again
+        .batch_execute("INSERT INTO t VALUES (11, 'after reconnect')")
+        .await
+        .expect("write after reconnecting");
 
     // Restart the old leader: every node holds exactly the committed row.
     cluster.start_node(leader);
@@ -321,7 +358,12 @@ async fn a_dead_leader_mid_transaction_loses_it_cleanly() {
             .query(i, "SELECT id, v FROM t ORDER BY id", "any")
             .await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["rows"], json!([[3, "kept"]]), "node {}", i + 1);
+        assert_eq!(
+            body["rows"],
+            json!([[3, "kept"], [10, "via the leader"], [11, "after reconnect"]]),
+            "node {}",
+            i + 1
+        );
     }
 }
 

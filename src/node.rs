@@ -171,6 +171,7 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         ),
         peers: peers.clone(),
         transactions: Default::default(),
+        read_index_rounds: Default::default(),
         timeouts: Timeouts {
             write: Duration::from_millis(config.write_timeout_ms),
             read: Duration::from_millis(config.read_timeout_ms),

@@ -86,6 +86,41 @@ pub struct Dispatcher {
     pub leader_contact: LeaderContact,
     /// Explicit transactions open on this node while it leads.
     pub transactions: Arc<OpenTransactions>,
+    /// Shares a follower's read-index requests to the leader among concurrent reads.
+    pub read_index_rounds: Arc<ReadIndexRounds>,
+}
+
+/// Coalesces a follower's read-index requests: one request to the leader at a time, and a read
+/// that arrives while one is in flight waits for it and then either reuses the answer of a
+/// request that *started after it arrived* (so the index still covers every write acknowledged
+/// before the read began: linearizable) or sends the next request for everyone waiting.
+#[derive(Default)]
+pub struct ReadIndexRounds {
+    /// Requests started so far.
+    started: std::sync::atomic::AtomicU64,
+    /// Held while a request is in flight; holds the last answer and the number it started as.
+    last: tokio::sync::Mutex<Option<(u64, Result<LogIndex, RequestError>)>>,
+}
+
+impl ReadIndexRounds {
+    async fn join<F, Fut>(&self, request: F) -> Result<LogIndex, RequestError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<LogIndex, RequestError>>,
+    {
+        use std::sync::atomic::Ordering;
+        let arrived = self.started.load(Ordering::SeqCst);
+        let mut last = self.last.lock().await;
+        if let Some((round, answer)) = last.as_ref()
+            && *round > arrived
+        {
+            return answer.clone();
+        }
+        let round = self.started.fetch_add(1, Ordering::SeqCst) + 1;
+        let answer = request().await;
+        *last = Some((round, answer.clone()));
+        answer
+    }
 }
 
 impl Dispatcher {
@@ -239,23 +274,27 @@ impl Dispatcher {
             match route {
                 Route::Local => self.local_read_index(deadline).await,
                 Route::Forward(leader) => {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    let reply = self
-                        .peers
-                        .call::<_, Result<LogIndex, RequestError>>(
-                            &leader.raft,
-                            paths::READ_INDEX,
-                            &(),
-                            remaining,
-                        )
-                        .await;
-                    match reply {
-                        Ok(answer) => answer,
-                        Err(PeerError::Timeout { .. }) => Err(RequestError::Timeout(
-                            "leader did not confirm the read index".into(),
-                        )),
-                        Err(_) => Err(RequestError::NotLeader { leader: None }),
-                    }
+                    self.read_index_rounds
+                        .join(|| async {
+                            let remaining = deadline.saturating_duration_since(Instant::now());
+                            let reply = self
+                                .peers
+                                .call::<_, Result<LogIndex, RequestError>>(
+                                    &leader.raft,
+                                    paths::READ_INDEX,
+                                    &(),
+                                    remaining,
+                                )
+                                .await;
+                            match reply {
+                                Ok(answer) => answer,
+                                Err(PeerError::Timeout { .. }) => Err(RequestError::Timeout(
+                                    "leader did not confirm the read index".into(),
+                                )),
+                                Err(_) => Err(RequestError::NotLeader { leader: None }),
+                            }
+                        })
+                        .await
                 }
             }
         })
@@ -308,5 +347,57 @@ impl Dispatcher {
                 self.node_id
             ))),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use super::ReadIndexRounds;
+
+    /// Reads arriving while a read-index request is in flight never reuse its answer (it may
+    /// predate their writes' acknowledgement); they share the next request instead.
+    #[tokio::test(flavor = "current_thread")]
+    async fn reads_share_only_rounds_that_started_after_they_arrived() {
+        let rounds = Arc::new(ReadIndexRounds::default());
+        let (release, released) = tokio::sync::oneshot::channel::<()>();
+        let r = rounds.clone();
+        let first = tokio::spawn(async move {
+            r.join(|| async {
+                let _ = released.await;
+                Ok(1)
+            })
+            .await
+        });
+        while rounds.started.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let requests = Arc::new(AtomicU64::new(0));
+        let later: Vec<_> = (0..2)
+            .map(|_| {
+                let (r, requests) = (rounds.clone(), requests.clone());
+                tokio::spawn(async move {
+                    r.join(|| async move {
+                        requests.fetch_add(1, Ordering::SeqCst);
+                        Ok(2)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        // On this single-threaded runtime, one yield lets both arrive and queue behind round 1.
+        tokio::task::yield_now().await;
+        let _ = release.send(());
+        assert_eq!(first.await.expect("first"), Ok(1));
+        for read in later {
+            assert_eq!(read.await.expect("later"), Ok(2), "never round 1's answer");
+        }
+        assert_eq!(
+            requests.load(Ordering::SeqCst),
+            1,
+            "the later reads shared one request"
+        );
     }
 }

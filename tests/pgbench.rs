@@ -30,6 +30,27 @@ fn pgbench(address: &str, args: &[&str]) -> String {
     stdout
 }
 
+/// Node `i`'s sum(abalance), sum(tbalance), sum(bbalance), sum(delta) and history row count,
+/// once it has applied `index`.
+async fn tpcb_totals(cluster: &Cluster, i: usize, index: u64) -> serde_json::Value {
+    cluster
+        .wait_applied(i, index, Duration::from_secs(30))
+        .await;
+    let (status, sums) = cluster
+        .query(
+            i,
+            "SELECT (SELECT sum(abalance) FROM pgbench_accounts),
+                    (SELECT sum(tbalance) FROM pgbench_tellers),
+                    (SELECT sum(bbalance) FROM pgbench_branches),
+                    (SELECT sum(delta) FROM pgbench_history),
+                    (SELECT count(*) FROM pgbench_history)",
+            "any",
+        )
+        .await;
+    assert_eq!(status, 200, "{sums}");
+    sums["rows"][0].clone()
+}
+
 /// The count after `prefix` on the line that starts with it.
 fn number_after(report: &str, prefix: &str) -> u64 {
     report
@@ -74,28 +95,13 @@ async fn pgbench_init_tpcb_and_select_only_on_a_follower() {
 
     let index = cluster.max_applied(&cluster.all()).await;
     for i in cluster.all() {
-        cluster
-            .wait_applied(i, index, Duration::from_secs(30))
-            .await;
-        let (status, sums) = cluster
-            .query(
-                i,
-                "SELECT (SELECT sum(abalance) FROM pgbench_accounts),
-                        (SELECT sum(tbalance) FROM pgbench_tellers),
-                        (SELECT sum(bbalance) FROM pgbench_branches),
-                        (SELECT sum(delta) FROM pgbench_history),
-                        (SELECT count(*) FROM pgbench_history)",
-                "any",
-            )
-            .await;
-        assert_eq!(status, 200, "{sums}");
-        let row = &sums["rows"][0];
+        let row = &tpcb_totals(&cluster, i, index).await;
         // One history row per committed transaction; pgbench does not count the (at most one
         // per client) transactions still running when its time is up.
         let history = row[4].as_u64().expect("history count");
         assert!(
             (done..=done + 4).contains(&history),
-            "node {}: {history} history rows for {done} transactions ({sums})",
+            "node {}: {history} history rows for {done} transactions ({row})",
             i + 1
         );
         assert!(
@@ -169,22 +175,7 @@ async fn pgbench_survives_a_leader_kill() {
     let index = cluster.max_applied(&survivors).await;
     let mut history_after_kill = 0;
     for &i in &survivors {
-        cluster
-            .wait_applied(i, index, Duration::from_secs(30))
-            .await;
-        let (status, sums) = cluster
-            .query(
-                i,
-                "SELECT (SELECT sum(abalance) FROM pgbench_accounts),
-                        (SELECT sum(tbalance) FROM pgbench_tellers),
-                        (SELECT sum(bbalance) FROM pgbench_branches),
-                        (SELECT sum(delta) FROM pgbench_history),
-                        (SELECT count(*) FROM pgbench_history)",
-                "any",
-            )
-            .await;
-        assert_eq!(status, 200, "{sums}");
-        let row = &sums["rows"][0];
+        let row = &tpcb_totals(&cluster, i, index).await;
         assert!(
             row[0] == row[1] && row[1] == row[2] && row[2] == row[3],
             "node {}: TPC-B invariant broken after the kill: {row}",

@@ -6,11 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 # The PostgreSQL tests drive real clients: psql, pgbench (from the PostgreSQL server package)
-# and sysbench. Install them when this machine lacks them.
+# and sysbench, and the Python drivers psycopg and SQLAlchemy. Install them when missing.
 if ! command -v psql >/dev/null || [ ! -x /usr/lib/postgresql/15/bin/pgbench ] \
     || ! command -v sysbench >/dev/null; then
     echo "== installing PostgreSQL client tools and sysbench"
     apt-get update -qq && apt-get install -y -qq postgresql-client postgresql-15 sysbench >/dev/null
+fi
+
+if ! python3 -c "import psycopg, sqlalchemy" 2>/dev/null; then
+    echo "== installing psycopg and SQLAlchemy"
+    python3 -m pip install -q "psycopg[binary]" sqlalchemy
 fi
 
 echo "== cargo fmt --check"

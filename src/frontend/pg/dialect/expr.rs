@@ -641,6 +641,46 @@ fn rewrite_table_factor(factor: &mut TableFactor) -> Result<(), TranslateError> 
             Ok(())
         }
         TableFactor::Derived { lateral: true, .. } => Err(unsupported("LATERAL")),
+        TableFactor::Derived {
+            subquery,
+            alias: Some(alias),
+            ..
+        } if !alias.columns.is_empty() => {
+            // `(VALUES ...) AS t(a, b)`: SQLite takes no column list on a derived table, but
+            // names a VALUES list's columns column1, column2, ...: select them under the
+            // aliases. (A SELECT's columns cannot be renamed by position in SQLite.)
+            let plain_values = matches!(*subquery.body, sqlparser::ast::SetExpr::Values(_))
+                && subquery.with.is_none()
+                && subquery.order_by.is_none()
+                && subquery.limit_clause.is_none();
+            if !plain_values {
+                return Err(unsupported(
+                    "column aliases on a derived table other than VALUES",
+                ));
+            }
+            let columns: Vec<String> = alias
+                .columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| format!("column{} AS {}", i + 1, quoted(&c.name)))
+                .collect();
+            let select = format!("(SELECT {} FROM ({subquery}))", columns.join(", "));
+            let mut alias = alias.clone();
+            alias.columns.clear();
+            *factor = TableFactor::Table {
+                name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(select))]),
+                alias: Some(alias),
+                args: None,
+                with_hints: Vec::new(),
+                version: None,
+                with_ordinality: false,
+                partitions: Vec::new(),
+                json_path: None,
+                sample: None,
+                index_hints: Vec::new(),
+            };
+            Ok(())
+        }
         TableFactor::Table { .. }
         | TableFactor::Derived { .. }
         | TableFactor::NestedJoin { .. } => Ok(()),

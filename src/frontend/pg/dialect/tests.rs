@@ -487,6 +487,34 @@ fn pgbench_and_sysbench_statements_run_on_sqlite() {
     }
 }
 
+/// SQLAlchemy's bulk ORM insert selects from `(VALUES ...) AS t(a, b)`: the column aliases
+/// become names of SQLite's column1, column2, ... and the rows come out in order.
+#[test]
+fn values_with_column_aliases_run_on_sqlite() {
+    let conn = Connection::open_in_memory().expect("sqlite");
+    pg_functions::register(&conn).expect("functions");
+    conn.execute_batch("CREATE TABLE p (id INTEGER PRIMARY KEY, name TEXT)")
+        .expect("create");
+    let sql = "INSERT INTO p (name) SELECT p0::VARCHAR FROM (VALUES ($1::VARCHAR, 0), ($2::VARCHAR, 1)) \
+               AS imp_sen(p0, sen_counter) ORDER BY sen_counter RETURNING p.id, p.name";
+    let [statement] = translated(sql)
+        .expect("translates")
+        .try_into()
+        .expect("one statement");
+    let mut prepared = conn.prepare(&statement).expect("prepares");
+    let names: Vec<String> = prepared
+        .query_map(["ada", "grace"], |row| row.get(1))
+        .expect("runs")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(names, ["ada", "grace"]);
+    let refused = translated("SELECT a FROM (SELECT 1) AS t(a)").map_err(|e| e.to_string());
+    assert!(
+        refused.is_err_and(|e| e.contains("derived table")),
+        "a SELECT cannot be renamed by position in SQLite"
+    );
+}
+
 /// What translation costs per statement (not run by default): pgbench's simple-protocol
 /// statements, which are translated every time they are sent.
 #[test]

@@ -169,14 +169,5 @@ async fn copy_in_and_out_in_text_and_csv() {
     );
 
     // Every node holds the same rows.
-    let index = cluster.max_applied(&cluster.all()).await;
-    for i in cluster.all() {
-        cluster
-            .wait_applied(i, index, std::time::Duration::from_secs(10))
-            .await;
-    }
-    let reference = cluster.dump(0).await;
-    for i in 1..3 {
-        assert_eq!(cluster.dump(i).await, reference, "node {} differs", i + 1);
-    }
+    cluster.assert_identical().await;
 }

@@ -143,16 +143,7 @@ async fn transactions_on_a_follower_commit_roll_back_and_isolate() {
         vec![vec![Some("200".into())]],
         "transfers must conserve the total"
     );
-    let index = cluster.max_applied(&cluster.all()).await;
-    for i in cluster.all() {
-        cluster
-            .wait_applied(i, index, Duration::from_secs(10))
-            .await;
-    }
-    let reference = cluster.dump(0).await;
-    for i in 1..3 {
-        assert_eq!(cluster.dump(i).await, reference, "node {} differs", i + 1);
-    }
+    cluster.assert_identical().await;
 }
 
 /// The protocol-level behaviour psql and drivers rely on: status bytes, 25P02, warnings,

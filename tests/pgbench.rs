@@ -13,6 +13,9 @@ use common::pg::follower;
 
 const PGBENCH: &str = "/usr/lib/postgresql/15/bin/pgbench";
 
+/// The tests here saturate the machine (3 nodes + pgbench each): one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn pgbench(address: &str, args: &[&str]) -> String {
     let (host, port) = address.split_once(':').expect("host:port");
     let output = Command::new(PGBENCH)
@@ -63,6 +66,7 @@ fn number_after(report: &str, prefix: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pgbench_init_tpcb_and_select_only_on_a_follower() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let cluster = Cluster::start(3, &[]).await;
     let node = follower(&cluster).await;
     let address = cluster.nodes[node].pg.clone();
@@ -117,6 +121,7 @@ async fn pgbench_init_tpcb_and_select_only_on_a_follower() {
 /// and the TPC-B invariant holds on every surviving node.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pgbench_survives_a_leader_kill() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut cluster = Cluster::start(3, &[]).await;
     let leader = cluster
         .wait_for_leader(&cluster.all(), Duration::from_secs(30))

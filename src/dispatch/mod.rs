@@ -214,11 +214,13 @@ impl Dispatcher {
 
     /// Resolves once no leader has been heard from for the silence window.
     async fn leader_goes_silent(&self) {
-        let check_every = (self.timeouts.leader_silence / 4).max(Duration::from_millis(10));
-        while self
-            .leader_contact
-            .heard_within(self.timeouts.leader_silence)
-        {
+        self.leader_silent_for(self.timeouts.leader_silence).await
+    }
+
+    /// Resolves once no leader has been heard from for `silence`.
+    async fn leader_silent_for(&self, silence: Duration) {
+        let check_every = (silence / 4).max(Duration::from_millis(10));
+        while self.leader_contact.heard_within(silence) {
             tokio::time::sleep(check_every).await;
         }
     }

@@ -230,15 +230,17 @@ impl Dispatcher {
                 &request,
                 remaining,
             );
-        // A statement gives up as soon as the leader goes silent (the transaction is lost
-        // anyway). A COMMIT waits for its answer until the deadline: a large transaction's
-        // entry can keep the leader too busy for heartbeats, and giving up early would leave
-        // the client guessing whether it committed.
+        // A statement gives up once the leader has been silent for a few election timeouts
+        // (it is gone, and the transaction with it; a dead process usually fails the call at
+        // once anyway). Not sooner: a busy leader (a big transaction's entry, a loaded
+        // machine) can miss a heartbeat or two, and giving up would kill a healthy
+        // transaction. A COMMIT waits for its answer until the deadline: giving up early would
+        // leave the client guessing whether it committed.
         let silence = async {
             if commit {
                 std::future::pending::<()>().await
             } else {
-                self.leader_goes_silent().await
+                self.leader_silent_for(self.timeouts.leader_wait).await
             }
         };
         let reply = tokio::select! {

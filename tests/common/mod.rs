@@ -362,6 +362,25 @@ impl Cluster {
         max
     }
 
+    /// Waits until every node has applied everything any node has, then asserts they hold
+    /// identical content; returns it.
+    pub async fn assert_identical(&self) -> Value {
+        let index = self.max_applied(&self.all()).await;
+        for i in self.all() {
+            self.wait_applied(i, index, Duration::from_secs(30)).await;
+        }
+        let reference = self.dump(0).await;
+        for i in 1..self.nodes.len() {
+            assert_eq!(
+                self.dump(i).await,
+                reference,
+                "node {} differs from node 1",
+                i + 1
+            );
+        }
+        reference
+    }
+
     /// Every user table's full content on node `i`, read locally (consistency `any`).
     pub async fn dump(&self, i: usize) -> Value {
         let (status, tables) = self

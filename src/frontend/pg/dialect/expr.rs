@@ -626,18 +626,7 @@ fn rewrite_table_factor(factor: &mut TableFactor) -> Result<(), TranslateError> 
                     at: None,
                 });
             }
-            *factor = TableFactor::Table {
-                name: name.clone(),
-                alias: alias.clone(),
-                args: None,
-                with_hints: Vec::new(),
-                version: None,
-                with_ordinality: false,
-                partitions: Vec::new(),
-                json_path: None,
-                sample: None,
-                index_hints: Vec::new(),
-            };
+            *factor = plain_table(name.clone(), alias.clone());
             Ok(())
         }
         TableFactor::Derived { lateral: true, .. } => Err(unsupported("LATERAL")),
@@ -667,18 +656,10 @@ fn rewrite_table_factor(factor: &mut TableFactor) -> Result<(), TranslateError> 
             let select = format!("(SELECT {} FROM ({subquery}))", columns.join(", "));
             let mut alias = alias.clone();
             alias.columns.clear();
-            *factor = TableFactor::Table {
-                name: ObjectName(vec![ObjectNamePart::Identifier(Ident::new(select))]),
-                alias: Some(alias),
-                args: None,
-                with_hints: Vec::new(),
-                version: None,
-                with_ordinality: false,
-                partitions: Vec::new(),
-                json_path: None,
-                sample: None,
-                index_hints: Vec::new(),
-            };
+            *factor = plain_table(
+                ObjectName(vec![ObjectNamePart::Identifier(Ident::new(select))]),
+                Some(alias),
+            );
             Ok(())
         }
         TableFactor::Table { .. }
@@ -686,6 +667,22 @@ fn rewrite_table_factor(factor: &mut TableFactor) -> Result<(), TranslateError> 
         | TableFactor::NestedJoin { .. } => Ok(()),
         TableFactor::UNNEST { .. } => Err(unsupported("UNNEST")),
         _ => Err(unsupported("this kind of FROM item")),
+    }
+}
+
+/// A FROM item that is just `name [AS alias]` (`name` may carry raw SQL text, printed as is).
+fn plain_table(name: ObjectName, alias: Option<sqlparser::ast::TableAlias>) -> TableFactor {
+    TableFactor::Table {
+        name,
+        alias,
+        args: None,
+        with_hints: Vec::new(),
+        version: None,
+        with_ordinality: false,
+        partitions: Vec::new(),
+        json_path: None,
+        sample: None,
+        index_hints: Vec::new(),
     }
 }
 

@@ -299,18 +299,9 @@ fn string_literal(text: &str) -> String {
 }
 
 fn identifier(statement: &SqlText, at: usize) -> Result<String, PgError> {
-    let token = statement
-        .tokens
-        .get(at)
-        .ok_or_else(|| syntax_error_at(statement, at))?;
-    let name = token
-        .identifier(&statement.sql)
-        .ok_or_else(|| syntax_error_at(statement, at))?;
-    Ok(if token.kind == TokenKind::Word {
-        name.to_lowercase()
-    } else {
-        name
-    })
+    statement
+        .folded_identifier(at)
+        .ok_or_else(|| syntax_error_at(statement, at))
 }
 
 fn matching_paren(statement: &SqlText, open: usize) -> Option<usize> {

@@ -122,6 +122,13 @@ impl Session {
         self.state().txn.is_some()
     }
 
+    /// A query canceled mid-statement fails the explicit transaction it ran in.
+    fn note_canceled(&self, result: &PgWireResult<()>) {
+        if matches!(result, Err(PgWireError::QueryCanceled)) {
+            self.note_error();
+        }
+    }
+
     /// An error inside an explicit transaction fails it, as in PostgreSQL.
     fn note_error(&self) {
         if let Some(txn) = self.state().txn.as_mut() {
@@ -1274,10 +1281,7 @@ impl SimpleQueryHandler for Handler {
         let session = self.session.clone();
         let mut client = SessionStatus::new(client, move || session.transaction_status());
         let result = self._on_query(&mut client, query).await;
-        if matches!(result, Err(PgWireError::QueryCanceled)) {
-            // Canceled mid-statement: inside a transaction, it is now failed.
-            self.session.note_error();
-        }
+        self.session.note_canceled(&result);
         result
     }
 
@@ -1547,9 +1551,7 @@ impl ExtendedQueryHandler for Handler {
         let session = self.session.clone();
         let mut client = SessionStatus::new(client, move || session.transaction_status());
         let result = self._on_execute(&mut client, message).await;
-        if matches!(result, Err(PgWireError::QueryCanceled)) {
-            self.session.note_error();
-        }
+        self.session.note_canceled(&result);
         result
     }
 

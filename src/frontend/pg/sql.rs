@@ -276,6 +276,18 @@ impl SqlText {
             .map(|t| t.text(&self.sql).to_ascii_uppercase())
     }
 
+    /// The identifier at token `index` as PostgreSQL resolves it: unquoted names fold to lower
+    /// case, quoted ones keep theirs. `None` if the token is not an identifier.
+    pub fn folded_identifier(&self, index: usize) -> Option<String> {
+        let token = self.tokens.get(index)?;
+        let name = token.identifier(&self.sql)?;
+        Some(if token.kind == TokenKind::Word {
+            name.to_lowercase()
+        } else {
+            name
+        })
+    }
+
     pub fn is_word(&self, index: usize, word: &str) -> bool {
         self.tokens
             .get(index)

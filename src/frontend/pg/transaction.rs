@@ -174,21 +174,13 @@ fn end_of(statement: &SqlText, at: usize) -> Result<(), PgError> {
 
 /// A savepoint name at `at`, ending the statement. Unquoted names fold to lower case.
 fn name_at(statement: &SqlText, at: usize) -> Result<String, PgError> {
-    let token = statement
-        .tokens
-        .get(at)
-        .ok_or_else(|| syntax_error_at(statement, at))?;
-    let name = token
-        .identifier(&statement.sql)
+    let name = statement
+        .folded_identifier(at)
         .ok_or_else(|| syntax_error_at(statement, at))?;
     if statement.tokens.len() != at + 1 {
         return Err(syntax_error_at(statement, at + 1));
     }
-    Ok(if statement.word(at).is_some() {
-        name.to_lowercase()
-    } else {
-        name
-    })
+    Ok(name)
 }
 
 /// Transaction modes from `at` to the end, separated by optional commas.

@@ -22,8 +22,8 @@
 //!
 //! # Cost
 //!
-//! Parsing and printing a statement costs about 10–13 µs (`translation_cost`, run with
-//! `cargo test --release --lib translation_cost -- --ignored --nocapture`); the extended
+//! Parsing and printing a statement costs about 10–13 µs (`cargo run --release
+//! --example translation_cost`); the extended
 //! protocol pays it once per prepared statement.
 
 mod columns;

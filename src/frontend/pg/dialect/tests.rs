@@ -514,20 +514,3 @@ fn values_with_column_aliases_run_on_sqlite() {
         "a SELECT cannot be renamed by position in SQLite"
     );
 }
-
-/// What translation costs per statement (not run by default): pgbench's simple-protocol
-/// statements, which are translated every time they are sent.
-#[test]
-#[ignore]
-fn translation_cost() {
-    let statements: Vec<SqlText> = PGBENCH[18..23].iter().map(|s| SqlText::new(s)).collect();
-    let rounds = 20_000;
-    let start = std::time::Instant::now();
-    for _ in 0..rounds {
-        for statement in &statements {
-            std::hint::black_box(translate(statement).expect("translates"));
-        }
-    }
-    let per_statement = start.elapsed() / (rounds * statements.len() as u32);
-    println!("translation: {per_statement:?} per pgbench statement");
-}

@@ -41,6 +41,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::raft::types::{Command, Entry, LogId, NodeId, ProposalId, StoredMembership, WritePart};
+use crate::storage::catalog;
 use crate::storage::changeset::{self, ChangeRecorder};
 use crate::storage::error::{EngineError, SqlError};
 use crate::storage::meta;
@@ -345,6 +346,7 @@ fn open_write_connection(path: &Path) -> Result<Connection, EngineError> {
         "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;
          PRAGMA busy_timeout=5000;",
     )?;
+    catalog::attach(&conn)?;
     pg_functions::register(&conn)?;
     Ok(conn)
 }
@@ -911,7 +913,13 @@ fn run_client_statement<'c>(
             *recorder = Some(start_recorder(conn)?);
             Ok(result)
         }
-        StatementClass::Dml => Ok(guard.while_active(|| run_statement(conn, statement))?),
+        StatementClass::Dml => {
+            if catalog::mentions_catalog(&statement.sql) {
+                // Outside the policy: the rebuild writes the attached catalog databases.
+                catalog::refresh(conn, true).map_err(|e| SqlError::from_sqlite(&e))?;
+            }
+            Ok(guard.while_active(|| run_statement(conn, statement))?)
+        }
     }
 }
 
@@ -986,6 +994,9 @@ fn collect_rows(
 }
 
 fn run_query(conn: &Connection, statement: &Statement) -> Result<QueryResult, ReadError> {
+    if catalog::mentions_catalog(&statement.sql) {
+        catalog::refresh(conn, false).map_err(|e| SqlError::from_sqlite(&e))?;
+    }
     let mut prepared = conn
         .prepare_cached(&statement.sql)
         .map_err(|e| SqlError::from_sqlite(&e))?;
@@ -1020,6 +1031,7 @@ fn open_describe_connection(path: &Path) -> Result<Connection, EngineError> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
+    catalog::attach(&conn)?;
     conn.execute_batch("PRAGMA query_only=1; PRAGMA busy_timeout=5000;")?;
     pg_functions::register(&conn)?;
     Ok(conn)
@@ -1170,7 +1182,11 @@ impl ReadPool {
             )?;
             let mut conn = conn;
             conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-            conn.execute_batch("PRAGMA query_only=1; PRAGMA busy_timeout=5000;")?;
+            // No `query_only`: the catalog rebuild writes the attached in-memory databases.
+            // The authorizer keeps everything else read-only, and `run_query` refuses any
+            // statement that is not.
+            catalog::attach(&conn)?;
+            conn.execute_batch("PRAGMA busy_timeout=5000;")?;
             pg_functions::register(&conn)?;
             conn.authorizer(Some(policy::read_only_policy))?;
             connections.push(conn);

@@ -1,5 +1,6 @@
 //! The SQLite engine.
 
+pub mod catalog;
 pub mod changeset;
 pub mod engine;
 pub mod error;

@@ -6,7 +6,11 @@
 //!   on in the leader's connection and, replayed, in every follower's), and no change to
 //!   Phalanx's own bookkeeping table. Internal work (applying entries, bookkeeping) runs with the
 //!   policy off.
-//! - On read connections, always: reading only (SELECT, functions, recursive CTEs).
+//! - On read connections, always: reading only (SELECT, functions, recursive CTEs), except
+//!   for rows of the attached catalog databases (`crate::storage::catalog`), which the engine
+//!   rebuilds there; a client statement that writes anything is refused before it runs
+//!   anyway, since only read-only statements are queried. On the write connection, client SQL
+//!   may not touch the catalog databases.
 //!
 //! Schema introspection pragmas (`table_info` and kin) stay allowed on both: they only read,
 //! and SQLite's session extension itself prepares `PRAGMA table_xinfo` through this authorizer
@@ -90,6 +94,11 @@ fn touches_meta(table: &str) -> bool {
     table.eq_ignore_ascii_case(META_TABLE)
 }
 
+fn in_catalog(ctx: &AuthContext<'_>) -> bool {
+    ctx.database_name
+        .is_some_and(|db| crate::storage::catalog::SCHEMAS.contains(&db))
+}
+
 fn write_policy(ctx: &AuthContext<'_>) -> Authorization {
     match ctx.action {
         AuthAction::Pragma { pragma_name, .. } if is_introspection(pragma_name) => {
@@ -108,6 +117,17 @@ fn write_policy(ctx: &AuthContext<'_>) -> Authorization {
         | AuthAction::DropTempTable { .. }
         | AuthAction::DropTempTrigger { .. }
         | AuthAction::DropTempView { .. } => Authorization::Deny,
+        AuthAction::Insert { .. }
+        | AuthAction::Delete { .. }
+        | AuthAction::Update { .. }
+        | AuthAction::DropTable { .. }
+        | AuthAction::CreateTable { .. }
+        | AuthAction::CreateIndex { .. }
+        | AuthAction::AlterTable { .. }
+            if in_catalog(ctx) =>
+        {
+            Authorization::Deny
+        }
         AuthAction::Insert { table_name }
         | AuthAction::Delete { table_name }
         | AuthAction::DropTable { table_name }
@@ -131,6 +151,14 @@ pub fn read_only_policy(ctx: AuthContext<'_>) -> Authorization {
         | AuthAction::Function { .. }
         | AuthAction::Recursive => Authorization::Allow,
         AuthAction::Pragma { pragma_name, .. } if is_introspection(pragma_name) => {
+            Authorization::Allow
+        }
+        // The catalog rebuild's check whether the schema changed; reading it is harmless.
+        AuthAction::Pragma {
+            pragma_name,
+            pragma_value: None,
+        } if pragma_name.eq_ignore_ascii_case("schema_version") => Authorization::Allow,
+        AuthAction::Insert { .. } | AuthAction::Delete { .. } if in_catalog(&ctx) => {
             Authorization::Allow
         }
         _ => Authorization::Deny,

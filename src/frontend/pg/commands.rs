@@ -278,6 +278,9 @@ pub enum Command {
     Show { name: Option<String> },
     /// `SELECT f()` for a session function: one row, one column.
     Function { column: String, function: Function },
+    /// `DEALLOCATE [PREPARE] name`; `None` is `DEALLOCATE ALL`. Drops a prepared statement
+    /// (drivers such as psycopg do this when their statement cache is full).
+    Deallocate { name: Option<String> },
 }
 
 /// Session functions answered locally.
@@ -314,13 +317,33 @@ pub fn parse_command(statement: &SqlText) -> Option<Result<Command, PgError>> {
                 .map(|(name, _)| Command::Show { name: Some(name) })
                 .ok_or_else(|| error("42601", "syntax error in SHOW")),
         }),
-        "PREPARE" | "EXECUTE" | "DEALLOCATE" | "DISCARD" | "LISTEN" | "UNLISTEN" | "NOTIFY"
-        | "COPY" | "DECLARE" | "FETCH" | "MOVE" | "CLOSE" | "LOCK" | "GRANT" | "REVOKE"
-        | "COMMENT" | "CHECKPOINT" | "DO" | "CALL" | "LOAD" | "REFRESH" | "CLUSTER"
-        | "SECURITY" | "IMPORT" | "REASSIGN" => Some(Err(not_supported(first))),
+        "DEALLOCATE" => Some(parse_deallocate(statement)),
+        "PREPARE" | "EXECUTE" | "DISCARD" | "LISTEN" | "UNLISTEN" | "NOTIFY" | "COPY"
+        | "DECLARE" | "FETCH" | "MOVE" | "CLOSE" | "LOCK" | "GRANT" | "REVOKE" | "COMMENT"
+        | "CHECKPOINT" | "DO" | "CALL" | "LOAD" | "REFRESH" | "CLUSTER" | "SECURITY" | "IMPORT"
+        | "REASSIGN" => Some(Err(not_supported(first))),
         "SELECT" => parse_function(statement).map(Ok),
         _ => None,
     }
+}
+
+fn parse_deallocate(statement: &SqlText) -> Result<Command, PgError> {
+    let at = if statement.is_word(1, "PREPARE") {
+        2
+    } else {
+        1
+    };
+    let syntax = || error("42601", "syntax error in DEALLOCATE");
+    if statement.tokens.len() != at + 1 {
+        return Err(syntax());
+    }
+    if statement.is_word(at, "ALL") {
+        return Ok(Command::Deallocate { name: None });
+    }
+    let name = statement.tokens[at]
+        .identifier(&statement.sql)
+        .ok_or_else(syntax)?;
+    Ok(Command::Deallocate { name: Some(name) })
 }
 
 /// A setting name at token `at` (`a` or `a.b`); returns it and the index after it.

@@ -734,10 +734,29 @@ impl Session {
         format: &Format,
     ) -> PgWireResult<Response>
     where
-        C: Sink<PgWireBackendMessage> + Unpin + Send,
+        C: ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send,
+        C::PortalStore: PortalStore,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
+        if let Command::Deallocate { name } = command {
+            let store = client.portal_store();
+            return Ok(match name {
+                Some(name) if store.get_statement(name).is_none() => Response::Error(error(
+                    "26000",
+                    format!("prepared statement \"{name}\" does not exist"),
+                )),
+                Some(name) => {
+                    store.rm_statement(name);
+                    Response::Execution(Tag::new("DEALLOCATE"))
+                }
+                // pgwire's statement store cannot list its names.
+                None => Response::Error(error(
+                    "0A000",
+                    "DEALLOCATE ALL is not supported yet; deallocate statements by name",
+                )),
+            });
+        }
         let (response, reported) = self.command_response(command, format);
         for (name, value) in reported {
             client
@@ -763,6 +782,8 @@ impl Session {
             }
         };
         let response = match command {
+            // Answered by `run_command`, which holds the client's statement store.
+            Command::Deallocate { .. } => Response::Execution(Tag::new("DEALLOCATE")),
             Command::Set { local: true, .. } => Response::Execution(Tag::new("SET")),
             Command::Set { name, value, .. } => match state.settings.set(name, value) {
                 Ok(name) => {

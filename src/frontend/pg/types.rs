@@ -77,6 +77,20 @@ pub fn type_for_decltype(decltype: &str) -> Option<Type> {
     let base = upper.split('(').next().unwrap_or("").trim();
     let exact = match base {
         "" => return None,
+        // The catalog's own declared types (`crate::storage::catalog::tables`).
+        "OID" => Type::OID,
+        "NAMETEXT" => Type::NAME,
+        "PGCHAR" => Type::CHAR,
+        "INT2VECTOR" => Type::INT2_VECTOR,
+        "OIDVECTOR" => Type::OID_VECTOR,
+        "BOOL[]" => Type::BOOL_ARRAY,
+        "INT2[]" => Type::INT2_ARRAY,
+        "INT4[]" => Type::INT4_ARRAY,
+        "INT8[]" => Type::INT8_ARRAY,
+        "OID[]" => Type::OID_ARRAY,
+        "TEXT[]" => Type::TEXT_ARRAY,
+        "NAMETEXT[]" => Type::NAME_ARRAY,
+        "PGCHAR[]" => Type::CHAR_ARRAY,
         "BOOL" | "BOOLEAN" => Type::BOOL,
         "SMALLINT" | "INT2" | "SMALLSERIAL" | "SERIAL2" => Type::INT2,
         "INT" | "INTEGER" | "INT4" | "SERIAL" | "SERIAL4" | "MEDIUMINT" => Type::INT4,
@@ -328,9 +342,80 @@ fn encode_body(
             out.put_u8(1);
             out.put_slice(text_of(value).as_bytes());
         }
+        Type::OID => {
+            let oid =
+                u32::try_from(to_i64(value, ty)?).map_err(|_| ValueError::out_of_range(ty))?;
+            put_int(out, binary, oid.to_be_bytes().as_slice(), oid.into());
+        }
+        Type::INT2_VECTOR | Type::OID_VECTOR => {
+            if binary {
+                return Err(ValueError::unsupported(ty));
+            }
+            let items = json_items(value, ty)?;
+            let words: Vec<String> = items.iter().map(json_item_text).collect();
+            out.put_slice(words.join(" ").as_bytes());
+        }
+        Type::BOOL_ARRAY
+        | Type::INT2_ARRAY
+        | Type::INT4_ARRAY
+        | Type::INT8_ARRAY
+        | Type::OID_ARRAY
+        | Type::TEXT_ARRAY
+        | Type::NAME_ARRAY
+        | Type::CHAR_ARRAY => {
+            if binary {
+                return Err(ValueError::unsupported(ty));
+            }
+            let boolean = *ty == Type::BOOL_ARRAY;
+            out.put_slice(array_literal(&json_items(value, ty)?, boolean).as_bytes());
+        }
         _ => out.put_slice(text_of(value).as_bytes()),
     }
     Ok(())
+}
+
+/// The elements of an array value: the catalog stores arrays as JSON arrays.
+fn json_items(value: &SqlValue, ty: &Type) -> Result<Vec<serde_json::Value>, ValueError> {
+    let text = text_of(value);
+    serde_json::from_str(&text).map_err(|_| ValueError::invalid(ty, &text))
+}
+
+fn json_item_text(item: &serde_json::Value) -> String {
+    match item {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// PostgreSQL's text form of a one-dimensional array: `{a,"b c",NULL}`.
+fn array_literal(items: &[serde_json::Value], boolean: bool) -> String {
+    let elements: Vec<String> = items
+        .iter()
+        .map(|item| match item {
+            serde_json::Value::Null => "NULL".to_owned(),
+            serde_json::Value::Bool(b) => if *b { "t" } else { "f" }.to_owned(),
+            serde_json::Value::Number(n) if boolean => if n.as_f64().is_some_and(|f| f != 0.0) {
+                "t"
+            } else {
+                "f"
+            }
+            .to_owned(),
+            other => {
+                let text = json_item_text(other);
+                let plain = !text.is_empty()
+                    && !text.eq_ignore_ascii_case("null")
+                    && !text
+                        .chars()
+                        .any(|c| matches!(c, '{' | '}' | ',' | '"' | '\\') || c.is_whitespace());
+                if plain {
+                    text
+                } else {
+                    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+                }
+            }
+        })
+        .collect();
+    format!("{{{}}}", elements.join(","))
 }
 
 fn put_int(out: &mut BytesMut, binary: bool, be_bytes: &[u8], value: i64) {

@@ -18,7 +18,8 @@ use super::types::{PgType, pg_type};
 /// Names the unaliased expression columns of `query` (before the rewrite, which changes their
 /// text) and returns each result column's declared type where it is known; empty when the
 /// list has a `*` (positions are then unknown).
-pub fn name_result_columns(query: &mut Query) -> Vec<Option<String>> {
+pub fn name_result_columns(query: &mut Query, catalog: bool) -> Vec<Option<String>> {
+    let known = KnownColumns::of(query, catalog);
     let Some(items) = first_select_items(&mut query.body) else {
         return Vec::new();
     };
@@ -27,7 +28,7 @@ pub fn name_result_columns(query: &mut Query) -> Vec<Option<String>> {
     for item in items.iter_mut() {
         match item {
             SelectItem::UnnamedExpr(expr) => {
-                decltypes.push(decltype(expr));
+                decltypes.push(known.decltype(expr));
                 if !matches!(expr, Expr::Identifier(_) | Expr::CompoundIdentifier(_)) {
                     let name = column_name(expr).unwrap_or_else(|| "?column?".into());
                     let expr = std::mem::replace(expr, Expr::value(Value::Null));
@@ -37,7 +38,7 @@ pub fn name_result_columns(query: &mut Query) -> Vec<Option<String>> {
                     };
                 }
             }
-            SelectItem::ExprWithAlias { expr, .. } => decltypes.push(decltype(expr)),
+            SelectItem::ExprWithAlias { expr, .. } => decltypes.push(known.decltype(expr)),
             _ => wildcard = true,
         }
     }
@@ -70,10 +71,7 @@ fn column_name(expr: &Expr) -> Option<String> {
         // A cast is named after what it casts if that has a name, else after its type.
         Expr::Cast {
             expr, data_type, ..
-        } => match expr.as_ref() {
-            Expr::Value(_) => type_name(data_type),
-            inner => column_name(inner).or_else(|| type_name(data_type)),
-        },
+        } => strong_name(expr).or_else(|| type_name(data_type)),
         Expr::TypedString(typed) => type_name(&typed.data_type),
         Expr::Value(ValueWithSpan {
             value: Value::Boolean(_),
@@ -107,9 +105,32 @@ fn column_name(expr: &Expr) -> Option<String> {
     }
 }
 
+/// A name that beats a cast's type name: not one that itself comes from a type or a literal
+/// (`1::int::text` is named `text`, `a::int::text` is named `a`).
+fn strong_name(expr: &Expr) -> Option<String> {
+    match expr {
+        Expr::Value(_) | Expr::TypedString(_) => None,
+        Expr::Cast { expr, .. } => strong_name(expr),
+        other => column_name(other),
+    }
+}
+
 /// PostgreSQL's internal name of a type, as it names a cast column (`int4`, `text`, ...).
 fn type_name(data_type: &sqlparser::ast::DataType) -> Option<String> {
-    let declared = pg_type(data_type).ok()?;
+    let declared = match pg_type(data_type) {
+        Ok(declared) => declared,
+        // A type only the catalog knows (`regclass`, `oid`): its own name.
+        Err(_) => {
+            return match data_type {
+                sqlparser::ast::DataType::Custom(name, _) => match name.0.last()? {
+                    ObjectNamePart::Identifier(ident) => Some(ident.value.to_ascii_lowercase()),
+                    _ => None,
+                },
+                sqlparser::ast::DataType::Regclass => Some("regclass".into()),
+                _ => None,
+            };
+        }
+    };
     Some(
         match declared.declared() {
             "SMALLINT" => "int2",
@@ -128,8 +149,100 @@ fn type_name(data_type: &sqlparser::ast::DataType) -> Option<String> {
     )
 }
 
-/// The declared type an expression's value has, where PostgreSQL would know it.
-fn decltype(expr: &Expr) -> Option<String> {
+/// What the query itself says about the columns an expression may name: the expressions
+/// behind aliases defined anywhere in it (`x = 0 AS is_expr` in a derived table), and, in a
+/// catalog query, the catalog tables' declared column types.
+struct KnownColumns {
+    aliases: std::collections::HashMap<String, Expr>,
+    catalog: bool,
+}
+
+impl KnownColumns {
+    fn of(query: &Query, catalog: bool) -> KnownColumns {
+        use sqlparser::ast::{Visit, Visitor};
+        struct Collect(std::collections::HashMap<String, Expr>);
+        impl Visitor for Collect {
+            type Break = ();
+            fn pre_visit_query(&mut self, query: &Query) -> std::ops::ControlFlow<()> {
+                let mut body = query.body.clone();
+                if let Some(items) = first_select_items(&mut body) {
+                    for item in items.iter() {
+                        if let SelectItem::ExprWithAlias { expr, alias } = item {
+                            self.0
+                                .entry(alias.value.to_ascii_lowercase())
+                                .or_insert_with(|| expr.clone());
+                        }
+                    }
+                }
+                std::ops::ControlFlow::Continue(())
+            }
+        }
+        let mut collect = Collect(std::collections::HashMap::new());
+        let _ = query.visit(&mut collect);
+        KnownColumns {
+            aliases: collect.0,
+            catalog,
+        }
+    }
+
+    /// The declared type of a column reference, from an alias or the catalog.
+    fn column(&self, name: &Ident, depth: usize) -> Option<String> {
+        let lower = name.value.to_ascii_lowercase();
+        if depth < 4
+            && let Some(expr) = self.aliases.get(&lower)
+            && !matches!(expr, Expr::Identifier(i) if i.value.eq_ignore_ascii_case(&lower))
+            && let Some(found) = self.decltype_at(expr, depth + 1)
+        {
+            return Some(found);
+        }
+        if !self.catalog {
+            return None;
+        }
+        let declared = crate::storage::catalog::tables::TABLES
+            .iter()
+            .flat_map(|t| t.columns.iter())
+            .find(|(column, _)| *column == lower)
+            .map(|(_, ty)| *ty)?;
+        Some(
+            match declared {
+                "BOOL" => "BOOLEAN",
+                "INT2" => "SMALLINT",
+                "INT4" => "INTEGER",
+                "INT8" => "BIGINT",
+                "FLOAT4" => "REAL",
+                other => other,
+            }
+            .to_owned(),
+        )
+    }
+
+    fn decltype(&self, expr: &Expr) -> Option<String> {
+        self.decltype_at(expr, 0)
+    }
+
+    /// The declared type an expression's value has, where PostgreSQL would know it.
+    fn decltype_at(&self, expr: &Expr, depth: usize) -> Option<String> {
+        let decltype = |e: &Expr| self.decltype_at(e, depth);
+        match expr {
+            Expr::Identifier(ident) => return self.column(ident, depth),
+            Expr::CompoundIdentifier(parts) => return self.column(parts.last()?, depth),
+            Expr::Function(function)
+                if matches!(
+                    function_name(function).as_deref(),
+                    Some("min" | "max" | "bool_and" | "bool_or" | "every" | "coalesce")
+                ) =>
+            {
+                return first_argument(function).and_then(decltype);
+            }
+            _ => {}
+        }
+        shape_decltype(expr, &decltype)
+    }
+}
+
+/// The declared type an expression's value has by its shape, where PostgreSQL would know it;
+/// `decltype` types sub-expressions.
+fn shape_decltype(expr: &Expr, decltype: &dyn Fn(&Expr) -> Option<String>) -> Option<String> {
     let known = |t: &str| Some(t.to_owned());
     match expr {
         Expr::Cast { data_type, .. } => match pg_type(data_type).ok()? {
@@ -188,6 +301,21 @@ fn decltype(expr: &Expr) -> Option<String> {
                 FunctionArguments::Subquery(_) => false,
             };
             match function_name(function)?.as_str() {
+                // Arrays (catalog queries only): the element's type, as an array.
+                "array_agg" => Some(array_of(first_argument(function).and_then(decltype))),
+                "array" => {
+                    let FunctionArguments::Subquery(query) = &function.args else {
+                        return None;
+                    };
+                    let mut query = query.clone();
+                    let element = match first_select_items(&mut query.body)?.first()? {
+                        SelectItem::UnnamedExpr(expr) | SelectItem::ExprWithAlias { expr, .. } => {
+                            decltype(expr)
+                        }
+                        _ => None,
+                    };
+                    Some(array_of(element))
+                }
                 "count" | "snowflake_id" => known("BIGINT"),
                 "snowflake_decode" => known("JSON"),
                 "now" | "current_timestamp" | "transaction_timestamp" | "statement_timestamp" => {
@@ -208,6 +336,31 @@ fn decltype(expr: &Expr) -> Option<String> {
         }
         Expr::Position { .. } => known("INTEGER"),
         Expr::Substring { .. } | Expr::Trim { .. } => known("TEXT"),
+        Expr::Array(array) => Some(array_of(array.elem.first().and_then(decltype))),
         _ => None,
     }
+}
+
+fn first_argument(function: &Function) -> Option<&Expr> {
+    match &function.args {
+        FunctionArguments::List(list) => match list.args.first()? {
+            sqlparser::ast::FunctionArg::Unnamed(sqlparser::ast::FunctionArgExpr::Expr(e)) => {
+                Some(e)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The array type of elements declared `element` (text when unknown).
+fn array_of(element: Option<String>) -> String {
+    match element.as_deref() {
+        Some("BOOLEAN") => "BOOL[]",
+        Some("SMALLINT") => "INT2[]",
+        Some("INTEGER") => "INT4[]",
+        Some("BIGINT") => "INT8[]",
+        _ => "TEXT[]",
+    }
+    .to_owned()
 }

@@ -33,6 +33,7 @@ use sqlparser::ast::{
 };
 
 use super::TranslateError;
+use super::catalog;
 use super::types::{PgType, pg_type};
 use crate::storage::pg_functions::{CastType, cast_value};
 
@@ -48,8 +49,11 @@ const RANDOM_UUID: &str = "lower(hex(randomblob(4)) || '-' || hex(randomblob(2))
      substr(hex(randomblob(2)), 2) || '-' || substr('89ab', 1 + (random() & 3), 1) || \
      substr(hex(randomblob(2)), 2) || '-' || hex(randomblob(6)))";
 
-/// The visitor; it holds no state.
-pub struct Rewriter;
+/// The visitor.
+pub struct Rewriter {
+    /// The statement names a catalog table ([`super::catalog`]): arrays are JSON.
+    pub catalog: bool,
+}
 
 fn flow(result: Result<(), TranslateError>) -> ControlFlow<TranslateError> {
     match result {
@@ -66,6 +70,7 @@ impl VisitorMut for Rewriter {
     type Break = TranslateError;
 
     fn pre_visit_relation(&mut self, relation: &mut ObjectName) -> ControlFlow<TranslateError> {
+        catalog::qualify_relation(relation);
         flow(strip_schema_of(relation))
     }
 
@@ -81,11 +86,11 @@ impl VisitorMut for Rewriter {
     }
 
     fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<TranslateError> {
-        flow(rewrite_expr(expr))
+        flow(rewrite_expr(expr, self.catalog))
     }
 
     fn post_visit_table_factor(&mut self, factor: &mut TableFactor) -> ControlFlow<TranslateError> {
-        flow(rewrite_table_factor(factor))
+        flow(rewrite_table_factor(factor, self.catalog))
     }
 
     fn post_visit_select(&mut self, select: &mut Select) -> ControlFlow<TranslateError> {
@@ -95,7 +100,7 @@ impl VisitorMut for Rewriter {
         if select.into.is_some() {
             return ControlFlow::Break(unsupported("SELECT INTO"));
         }
-        ControlFlow::Continue(())
+        flow(catalog::rewrite_select(select, self.catalog))
     }
 
     fn post_visit_query(&mut self, query: &mut Query) -> ControlFlow<TranslateError> {
@@ -202,9 +207,25 @@ fn take(expr: &mut Expr) -> Expr {
     std::mem::replace(expr, Expr::value(Value::Null))
 }
 
-fn rewrite_expr(expr: &mut Expr) -> Result<(), TranslateError> {
+fn rewrite_expr(expr: &mut Expr, catalog: bool) -> Result<(), TranslateError> {
     let case_insensitive = matches!(expr, Expr::ILike { .. });
     let ceiling = matches!(expr, Expr::Ceil { .. });
+    if let Some(rewritten) =
+        catalog::rewrite_any_all(expr, catalog).or_else(|| catalog::rewrite_array(expr, catalog))
+    {
+        *expr = rewritten?;
+        return Ok(());
+    }
+    if let Expr::Cast {
+        expr: inner,
+        data_type,
+        ..
+    } = expr
+        && let Some(rewritten) = catalog::rewrite_cast(inner, data_type, catalog)
+    {
+        *expr = rewritten?;
+        return Ok(());
+    }
     let replacement = match expr {
         Expr::Cast {
             expr: inner,
@@ -215,7 +236,7 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), TranslateError> {
             Expr::Value(typed.value.clone()),
             &pg_type(&typed.data_type)?,
         )?,
-        Expr::Function(function) => match rewrite_function(function)? {
+        Expr::Function(function) => match rewrite_function(function, catalog)? {
             Some(replacement) => replacement,
             None => return Ok(()),
         },
@@ -256,10 +277,34 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), TranslateError> {
             }
         }
         Expr::SimilarTo { .. } | Expr::RLike { .. } => {
-            return Err(unsupported("SIMILAR TO and regular expressions"));
+            return Err(unsupported("SIMILAR TO"));
         }
         Expr::BinaryOp { left, op, right } => match op {
             BinaryOperator::PGExp => call("power", vec![take(left), take(right)]),
+            BinaryOperator::PGRegexMatch
+            | BinaryOperator::PGRegexIMatch
+            | BinaryOperator::PGRegexNotMatch
+            | BinaryOperator::PGRegexNotIMatch => {
+                let case_insensitive = matches!(
+                    op,
+                    BinaryOperator::PGRegexIMatch | BinaryOperator::PGRegexNotIMatch
+                );
+                let negated = matches!(
+                    op,
+                    BinaryOperator::PGRegexNotMatch | BinaryOperator::PGRegexNotIMatch
+                );
+                regex_match(take(left), take(right), case_insensitive, negated)
+            }
+            BinaryOperator::PGCustomBinaryOperator(parts) if matches!(parts.as_slice(), [schema, op] if schema == "pg_catalog" && matches!(op.as_str(), "~" | "~*" | "!~" | "!~*")) =>
+            {
+                let op = parts[1].clone();
+                regex_match(
+                    take(left),
+                    take(right),
+                    op.ends_with('*'),
+                    op.starts_with('!'),
+                )
+            }
             BinaryOperator::Plus
             | BinaryOperator::Minus
             | BinaryOperator::Multiply
@@ -380,10 +425,7 @@ fn rewrite_expr(expr: &mut Expr) -> Result<(), TranslateError> {
         }
         Expr::AtTimeZone { .. } => return Err(unsupported("AT TIME ZONE")),
         Expr::Interval(_) => return Err(unsupported("interval values")),
-        Expr::Array(_) => return Err(unsupported("arrays")),
-        Expr::AnyOp { .. } | Expr::AllOp { .. } => return Err(unsupported("ANY/ALL")),
         Expr::InUnnest { .. } => return Err(unsupported("IN UNNEST")),
-        Expr::CompoundFieldAccess { .. } => return Err(unsupported("array subscripts")),
         Expr::Overlay { .. } => return Err(unsupported("OVERLAY")),
         _ => return Ok(()),
     };
@@ -420,8 +462,24 @@ fn extract(field: &DateTimeField, source: Expr) -> Result<Expr, TranslateError> 
     })
 }
 
+/// `subject ~ pattern` and its case-insensitive and negated forms.
+fn regex_match(subject: Expr, pattern: Expr, case_insensitive: bool, negated: bool) -> Expr {
+    let matched = call(
+        "pg_regex",
+        vec![subject, pattern, number(i32::from(case_insensitive))],
+    );
+    if negated {
+        catalog::not(matched)
+    } else {
+        matched
+    }
+}
+
 /// Functions PostgreSQL spells or behaves differently; `None` keeps the call as it is.
-fn rewrite_function(function: &mut Function) -> Result<Option<Expr>, TranslateError> {
+fn rewrite_function(
+    function: &mut Function,
+    catalog: bool,
+) -> Result<Option<Expr>, TranslateError> {
     if function.name.0.len() == 2
         && let ObjectNamePart::Identifier(schema) = &function.name.0[0]
         && (schema.value.eq_ignore_ascii_case("pg_catalog")
@@ -440,6 +498,9 @@ fn rewrite_function(function: &mut Function) -> Result<Option<Expr>, TranslateEr
     };
     let precision_only = no_arguments
         || matches!(&function.args, FunctionArguments::List(list) if list.args.len() == 1);
+    if let Some(replacement) = catalog::rewrite_function(function, &name, catalog)? {
+        return Ok(Some(replacement));
+    }
     Ok(Some(match name.as_str() {
         "now" | "transaction_timestamp" | "statement_timestamp" if no_arguments => raw(NOW),
         "current_timestamp" | "localtimestamp" if precision_only => raw(NOW),
@@ -466,9 +527,7 @@ fn rewrite_function(function: &mut Function) -> Result<Option<Expr>, TranslateEr
                 "{name} inside a statement (only `SELECT {name}` alone is answered)"
             )));
         }
-        "array_agg" | "unnest" | "array_length" | "array_position" => {
-            return Err(unsupported("arrays"));
-        }
+        "array_position" => return Err(unsupported("arrays")),
         _ => return Ok(None),
     }))
 }
@@ -582,7 +641,7 @@ pub fn cast(inner: Expr, ty: &PgType) -> Result<Expr, TranslateError> {
     }
 }
 
-fn rewrite_table_factor(factor: &mut TableFactor) -> Result<(), TranslateError> {
+fn rewrite_table_factor(factor: &mut TableFactor, catalog: bool) -> Result<(), TranslateError> {
     match factor {
         TableFactor::Table {
             name,
@@ -591,9 +650,25 @@ fn rewrite_table_factor(factor: &mut TableFactor) -> Result<(), TranslateError> 
             with_ordinality,
             ..
         } => {
-            let function = name.to_string().to_ascii_lowercase();
+            let mut function = name.to_string().to_ascii_lowercase();
+            if let Some(unqualified) = function.strip_prefix("pg_catalog.") {
+                function = unqualified.to_owned();
+            }
             if function != "generate_series" {
-                return Err(unsupported(format!("the table function {function}")));
+                let arguments: Vec<String> = args.args.iter().map(ToString::to_string).collect();
+                return match catalog::rewrite_table_function(
+                    &function,
+                    &arguments,
+                    alias,
+                    *with_ordinality,
+                    catalog,
+                ) {
+                    Some(rewritten) => {
+                        *factor = rewritten?;
+                        Ok(())
+                    }
+                    None => Err(unsupported(format!("the table function {function}"))),
+                };
             }
             if *with_ordinality {
                 return Err(unsupported("WITH ORDINALITY"));
@@ -671,7 +746,7 @@ fn rewrite_table_factor(factor: &mut TableFactor) -> Result<(), TranslateError> 
 }
 
 /// A FROM item that is just `name [AS alias]` (`name` may carry raw SQL text, printed as is).
-fn plain_table(name: ObjectName, alias: Option<sqlparser::ast::TableAlias>) -> TableFactor {
+pub fn plain_table(name: ObjectName, alias: Option<sqlparser::ast::TableAlias>) -> TableFactor {
     TableFactor::Table {
         name,
         alias,

@@ -26,6 +26,7 @@
 //! --example translation_cost`); the extended
 //! protocol pays it once per prepared statement.
 
+mod catalog;
 mod columns;
 mod ddl;
 mod expr;
@@ -127,10 +128,15 @@ fn syntax_message(message: &str) -> String {
 }
 
 /// Runs the expression pass over a statement.
-fn rewrite<T: VisitMut>(node: &mut T) -> Result<(), TranslateError> {
-    match node.visit(&mut expr::Rewriter) {
-        std::ops::ControlFlow::Continue(()) => Ok(()),
-        std::ops::ControlFlow::Break(e) => Err(e),
+fn rewrite<T: VisitMut + sqlparser::ast::Visit>(node: &mut T) -> Result<(), TranslateError> {
+    let catalog = catalog::is_catalog_query(node);
+    if let std::ops::ControlFlow::Break(e) = node.visit(&mut expr::Rewriter { catalog }) {
+        return Err(e);
+    }
+    if catalog {
+        Ok(())
+    } else {
+        catalog::leftover_array(node)
     }
 }
 
@@ -141,7 +147,10 @@ fn unsupported(what: impl Into<String>) -> TranslateError {
 fn translate_statement(mut ast: Statement) -> Result<Translation, TranslateError> {
     let mut column_decltypes = Vec::new();
     match &mut ast {
-        Statement::Query(query) => column_decltypes = columns::name_result_columns(query),
+        Statement::Query(query) => {
+            let catalog = catalog::is_catalog_query(query);
+            column_decltypes = columns::name_result_columns(query, catalog)
+        }
         Statement::Update(_) => {}
         Statement::Insert(insert) => {
             if let Some(OnInsert::OnConflict(OnConflict {

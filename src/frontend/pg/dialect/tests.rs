@@ -337,14 +337,16 @@ fn utility_statements_translate() {
 #[test]
 fn refusals_name_the_construct() {
     let unsupported: &[(&str, &str)] = &[
-        ("SELECT a FROM t WHERE a ~ 'x'", "operator"),
+        ("SELECT a FROM t WHERE a @> b", "operator"),
+        ("SELECT a FROM t WHERE a = ANY(b)", "ANY/ALL over an array"),
+        ("SELECT array_agg(a) FROM t", "arrays"),
         ("SELECT a FROM t WHERE a SIMILAR TO 'x'", "SIMILAR TO"),
         ("SELECT ARRAY[1, 2]", "arrays"),
         ("SELECT now() + interval '1 day'", "interval"),
         ("SELECT DISTINCT ON (a) a FROM t", "DISTINCT ON"),
         ("SELECT nextval('s')", "sequences"),
         ("SELECT 1 FROM t, LATERAL (SELECT 1) x", "LATERAL"),
-        ("SELECT * FROM unnest(ARRAY[1])", "arrays"),
+        ("SELECT * FROM unnest(ARRAY[1])", "UNNEST"),
         ("SELECT * FROM unnest($1)", "UNNEST"),
         (
             "SELECT * FROM generate_series(1, 3) WITH ORDINALITY",
@@ -485,6 +487,34 @@ fn pgbench_and_sysbench_statements_run_on_sqlite() {
     for sql in SYSBENCH {
         run(sql, &[1, 100, 3, 4]);
     }
+}
+
+/// Regular expressions and `= ANY(ARRAY[...])` work in every statement; arrays as JSON only
+/// in catalog queries.
+#[test]
+fn regular_expressions_and_any_lists() {
+    assert_eq!(
+        one("SELECT a FROM t WHERE a ~ '^x' AND b !~* 'y'"),
+        "SELECT a FROM t WHERE pg_regex(a, '^x', 0) AND NOT pg_regex(b, 'y', 1)"
+    );
+    assert_eq!(
+        one("SELECT a FROM t WHERE a = ANY(ARRAY[$1, $2])"),
+        "SELECT a FROM t WHERE a IN (?1, ?2)"
+    );
+    assert_eq!(
+        one("SELECT relname FROM pg_class WHERE relkind = ANY(ARRAY['r', 'p'])"),
+        "SELECT relname FROM pg_catalog.pg_class WHERE relkind IN ('r', 'p')"
+    );
+    assert_eq!(
+        one("SELECT 'd' = ANY(stxkind) FROM pg_catalog.pg_statistic_ext"),
+        "SELECT ('d' IN (SELECT value FROM json_each(stxkind))) AS \"?column?\" \
+         FROM pg_catalog.pg_statistic_ext"
+    );
+    assert_eq!(
+        one("SELECT c.oid::pg_catalog.regclass, 't'::regclass::oid FROM pg_catalog.pg_class c"),
+        "SELECT phx_regclass_name(c.oid) AS \"oid\", pg_cast(phx_regclass('t'), 'int8') AS \"oid\" \
+         FROM pg_catalog.pg_class c"
+    );
 }
 
 /// SQLAlchemy's bulk ORM insert selects from `(VALUES ...) AS t(a, b)`: the column aliases

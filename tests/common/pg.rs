@@ -125,7 +125,7 @@ impl RawPg {
 }
 
 /// One field of an ErrorResponse/NoticeResponse body.
-fn field(body: &[u8], kind: u8) -> String {
+pub fn field(body: &[u8], kind: u8) -> String {
     body.split(|b| *b == 0)
         .find(|f| f.first() == Some(&kind))
         .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())

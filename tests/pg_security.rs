@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::pg::{code, field, follower};
+use common::pg::{cancel_until_finished, code, field, follower};
 use common::{BIN, Cluster};
 use phalanx::frontend::pg::tls::{CertificateFiles, ensure_self_signed};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -253,25 +253,7 @@ async fn tls_and_passwords_with_psql_and_tokio_postgres() {
             .batch_execute("INSERT INTO secrets VALUES (3, 'canceled')")
             .await
     });
-    common::eventually(
-        Duration::from_secs(10),
-        "the canceled insert returns",
-        || {
-            let cancel = cancel.clone();
-            let finished = blocked.is_finished();
-            async move {
-                if finished {
-                    return Ok(());
-                }
-                cancel
-                    .cancel_query(tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Err("still waiting".to_owned())
-            }
-        },
-    )
-    .await;
+    cancel_until_finished(&cancel, &blocked).await;
     let error = blocked.await.expect("join").expect_err("canceled");
     assert_eq!(code(&error), "57014", "{error}");
     holder.batch_execute("ROLLBACK").await.expect("rollback");

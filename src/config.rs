@@ -10,6 +10,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::frontend::pg::auth::hash::PasswordHash;
+use crate::frontend::pg::auth::{AuthMethod, AuthSettings};
 use crate::ids::{self, Clock, GeneratorSettings, Layout, SystemClock};
 use crate::raft::types::NodeId;
 
@@ -70,6 +72,39 @@ pub struct NodeConfig {
     pub datacenter_id: u64,
     /// How far the clock may move back before this node refuses to issue Snowflake IDs.
     pub id_max_clock_rollback_ms: u64,
+    /// PEM certificate chain for PostgreSQL TLS; with `pg_tls_key` (both or neither).
+    pub pg_tls_cert: Option<PathBuf>,
+    /// PEM private key of `pg_tls_cert`.
+    pub pg_tls_key: Option<PathBuf>,
+    /// Refuse PostgreSQL sessions that did not negotiate TLS (FATAL 28000), like a
+    /// `hostssl`-only `pg_hba.conf`. Needs `pg_tls_cert`.
+    pub pg_tls_required: bool,
+    /// How PostgreSQL clients connecting from a loopback address authenticate: `trust`,
+    /// `scram-sha-256`, `md5` (md5 for users stored as md5, else SCRAM) or `reject`.
+    pub pg_auth_loopback: AuthMethod,
+    /// How every other PostgreSQL client authenticates (same choices).
+    pub pg_auth_remote: AuthMethod,
+    /// PostgreSQL users and their password hashes (`[[pg_users]]`).
+    pub pg_users: Vec<PgUser>,
+}
+
+/// One PostgreSQL user.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PgUser {
+    pub name: String,
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>` or `md5<32 hex digits>`
+    /// (PostgreSQL's `pg_authid.rolpassword`; `phalanx pg-password` makes one). Never plaintext.
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for PgUser {
+    /// Leaves the hash out: an md5 hash is as good as the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for NodeConfig {
@@ -104,6 +139,12 @@ impl Default for NodeConfig {
             id_sequence_bits: 12,
             datacenter_id: 0,
             id_max_clock_rollback_ms: 10,
+            pg_tls_cert: None,
+            pg_tls_key: None,
+            pg_tls_required: false,
+            pg_auth_loopback: AuthMethod::Trust,
+            pg_auth_remote: AuthMethod::ScramSha256,
+            pg_users: Vec::new(),
         }
     }
 }
@@ -169,6 +210,7 @@ impl NodeConfig {
             return invalid("max_message_bytes and max_pg_connections must be positive".into());
         }
         self.id_generator_settings()?;
+        self.pg_auth_settings()?;
         if let Some(cluster) = &self.initial_cluster {
             let members = parse_initial_cluster(cluster)?;
             if !members.contains_key(&self.id) {
@@ -220,6 +262,54 @@ impl NodeConfig {
             datacenter: self.datacenter_id,
             worker,
             max_clock_rollback_ms: self.id_max_clock_rollback_ms,
+        })
+    }
+}
+
+impl NodeConfig {
+    /// The PostgreSQL TLS files, checked now to be given together (their content is read by
+    /// `node::start`).
+    pub fn pg_tls_files(&self) -> Result<Option<(PathBuf, PathBuf)>, ConfigError> {
+        match (&self.pg_tls_cert, &self.pg_tls_key) {
+            (Some(cert), Some(key)) => Ok(Some((cert.clone(), key.clone()))),
+            (None, None) => Ok(None),
+            _ => Err(ConfigError::Invalid(
+                "give both pg_tls_cert and pg_tls_key, or neither".into(),
+            )),
+        }
+    }
+
+    /// The PostgreSQL authentication settings, validated now: TLS files given together (and
+    /// present when required), every user named once with a well-formed hash.
+    pub fn pg_auth_settings(&self) -> Result<AuthSettings, ConfigError> {
+        let tls = self.pg_tls_files()?;
+        if self.pg_tls_required && tls.is_none() {
+            return Err(ConfigError::Invalid(
+                "pg_tls_required needs pg_tls_cert and pg_tls_key".into(),
+            ));
+        }
+        let mut users = BTreeMap::new();
+        for user in &self.pg_users {
+            if user.name.is_empty() {
+                return Err(ConfigError::Invalid(
+                    "a pg_users entry has an empty name".into(),
+                ));
+            }
+            let hash = PasswordHash::parse(&user.password_hash).map_err(|e| {
+                ConfigError::Invalid(format!("pg_users {:?}: password_hash: {e}", user.name))
+            })?;
+            if users.insert(user.name.clone(), hash).is_some() {
+                return Err(ConfigError::Invalid(format!(
+                    "pg_users lists {:?} twice",
+                    user.name
+                )));
+            }
+        }
+        Ok(AuthSettings {
+            loopback: self.pg_auth_loopback,
+            remote: self.pg_auth_remote,
+            tls_required: self.pg_tls_required,
+            users,
         })
     }
 }
@@ -318,6 +408,60 @@ mod id_tests {
                 .expect("ok")
                 .worker,
             40
+        );
+    }
+}
+
+#[cfg(test)]
+mod pg_security_tests {
+    use super::*;
+
+    fn load(flags: serde_json::Value) -> Result<NodeConfig, ConfigError> {
+        NodeConfig::load(None, flags)
+    }
+
+    #[test]
+    fn tls_and_users_are_validated_at_load() {
+        let refused = [
+            (
+                serde_json::json!({"pg_tls_cert": "c.pem"}),
+                "both pg_tls_cert and pg_tls_key",
+            ),
+            (
+                serde_json::json!({"pg_tls_required": true}),
+                "pg_tls_required needs",
+            ),
+            (
+                serde_json::json!({"pg_users": [{"name": "a", "password_hash": "secret"}]}),
+                "plaintext passwords are not accepted",
+            ),
+            (
+                serde_json::json!({"pg_users": [
+                    {"name": "a", "password_hash": "md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+                    {"name": "a", "password_hash": "md5aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}),
+                "twice",
+            ),
+            (
+                serde_json::json!({"pg_auth_remote": "password"}),
+                "unknown variant",
+            ),
+        ];
+        for (flags, message) in refused {
+            let error = load(flags.clone()).expect_err("refused").to_string();
+            assert!(error.contains(message), "{flags}: {error}");
+        }
+        let config = load(serde_json::json!({
+            "pg_auth_loopback": "md5",
+            "pg_users": [{"name": "old", "password_hash": "md5AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}],
+        }))
+        .expect("valid");
+        let settings = config.pg_auth_settings().expect("settings");
+        assert_eq!(settings.loopback, AuthMethod::Md5);
+        assert_eq!(settings.remote, AuthMethod::ScramSha256, "the default");
+        assert!(settings.users.contains_key("old"));
+        assert!(
+            !format!("{config:?}").contains("AAAA"),
+            "hashes stay out of Debug"
         );
     }
 }

@@ -5,6 +5,10 @@
 //! in `DIR/node-i/node.log`. `DIR/cluster.json` records every node's pid, addresses and the exact
 //! command that restarts it. A node that dies is not restarted (that is the operator's call);
 //! SIGINT/SIGTERM stops every node cleanly (SIGTERM, then SIGKILL after a grace period).
+//!
+//! PostgreSQL clients get TLS by default: a self-signed certificate for `localhost`,
+//! `127.0.0.1` and `::1` is made once in `DIR/tls/{cert.pem,key.pem}` (the key mode 0600),
+//! reused by later runs, and given to every node (`--no-tls` leaves it out).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,6 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::process::{Child, Command};
+
+use crate::frontend::pg::tls::ensure_self_signed;
 
 /// How long nodes get to elect a leader at start.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -22,6 +28,8 @@ pub struct LocalOptions {
     pub nodes: u64,
     pub data: PathBuf,
     pub base_port: u16,
+    /// Serve PostgreSQL over TLS with the cluster's self-signed certificate.
+    pub tls: bool,
     pub node_args: Vec<String>,
 }
 
@@ -35,6 +43,8 @@ pub enum LocalError {
     NoLeader(Duration),
     #[error("http client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::frontend::pg::tls::TlsError),
 }
 
 /// One node as written to cluster.json.
@@ -74,6 +84,18 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
         .map(|id| format!("{id}={}", addr(id, 2)))
         .collect();
     let initial_cluster = initial_cluster.join(",");
+    let tls = if options.tls {
+        let (files, generated) = ensure_self_signed(&data.join("tls"))?;
+        if generated {
+            println!(
+                "phalanx: made a self-signed certificate: {}",
+                files.cert.display()
+            );
+        }
+        Some(files)
+    } else {
+        None
+    };
 
     let mut children: Vec<(u64, Child)> = Vec::new();
     let mut nodes = Vec::new();
@@ -96,6 +118,14 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
             "--initial-cluster".into(),
             initial_cluster.clone(),
         ];
+        if let Some(files) = &tls {
+            cmd.extend([
+                "--pg-tls-cert".into(),
+                files.cert.to_string_lossy().into_owned(),
+                "--pg-tls-key".into(),
+                files.key.to_string_lossy().into_owned(),
+            ]);
+        }
         cmd.extend(options.node_args.iter().cloned());
         let child = spawn_node(&cmd, &node_dir.join("node.log"))?;
         let pid = child.id().unwrap_or(0);
@@ -123,14 +153,25 @@ pub async fn run(options: LocalOptions) -> Result<(), LocalError> {
         }
     };
     println!("phalanx: {} nodes up, leader is node {leader}", nodes.len());
+    let ssl = if tls.is_some() {
+        " sslmode=require"
+    } else {
+        ""
+    };
     for n in &nodes {
         println!(
-            "  node {}: psql \"host={} port={}\"   http://{}   (pid {})",
+            "  node {}: psql \"host={} port={}{ssl}\"   http://{}   (pid {})",
             n.id,
             n.pg.split(':').next().unwrap_or("127.0.0.1"),
             n.pg.rsplit(':').next().unwrap_or(""),
             n.http,
             n.pid
+        );
+    }
+    if let Some(files) = &tls {
+        println!(
+            "  TLS: self-signed; to check it: sslmode=verify-full sslrootcert={}",
+            files.cert.display()
         );
     }
     println!("  cluster file: {}", cluster_file.display());

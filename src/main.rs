@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
 use phalanx::config::NodeConfig;
+use phalanx::frontend::pg::auth::cli as pg_auth_cli;
 use phalanx::{admin, bench, ids, local, node};
 
 #[derive(Parser)]
@@ -24,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one node (with no flags: a single-node cluster in ./phalanx-data on loopback).
-    Start(StartArgs),
+    Start(Box<StartArgs>),
     /// Run an N-node cluster of separate processes on this machine, in the foreground.
     Local(LocalArgs),
     /// Show the cluster's members, roles, health and indexes.
@@ -41,6 +42,9 @@ enum Command {
     /// Snowflake IDs: decode one, or measure the generator.
     #[command(subcommand)]
     Id(ids::cli::IdCommand),
+    /// Hash a PostgreSQL password read from standard input and print the `[[pg_users]]`
+    /// config entry (SCRAM-SHA-256, or md5 with --md5).
+    PgPassword(pg_auth_cli::PasswordArgs),
 }
 
 #[derive(Subcommand)]
@@ -130,6 +134,26 @@ struct StartArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     datacenter_id: Option<u64>,
+    /// PEM certificate chain for PostgreSQL TLS (with --pg-tls-key).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pg_tls_cert: Option<PathBuf>,
+    /// PEM private key for PostgreSQL TLS (with --pg-tls-cert).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pg_tls_key: Option<PathBuf>,
+    /// Refuse PostgreSQL sessions without TLS.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pg_tls_required: bool,
+    /// Authentication of loopback PostgreSQL clients: trust, scram-sha-256, md5 or reject.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pg_auth_loopback: Option<String>,
+    /// Authentication of other PostgreSQL clients: trust, scram-sha-256, md5 or reject.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pg_auth_remote: Option<String>,
 }
 
 #[derive(Args)]
@@ -143,6 +167,10 @@ struct LocalArgs {
     /// First port; node i uses base+3(i-1) (pg), +1 (http), +2 (raft).
     #[arg(long, default_value_t = 15400)]
     base_port: u16,
+    /// Serve PostgreSQL without TLS (by default a self-signed certificate is made in
+    /// DIR/tls and every node uses it).
+    #[arg(long)]
+    no_tls: bool,
     /// Extra flags passed to every node's `phalanx start`.
     #[arg(last = true)]
     node_args: Vec<String>,
@@ -171,13 +199,14 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Start(args) => {
                 let config =
-                    NodeConfig::load(args.config.as_deref(), &args).map_err(|e| e.to_string())?;
+                    NodeConfig::load(args.config.as_deref(), &*args).map_err(|e| e.to_string())?;
                 node::run(config).await.map_err(|e| e.to_string())
             }
             Command::Local(args) => local::run(local::LocalOptions {
                 nodes: args.nodes,
                 data: args.data,
                 base_port: args.base_port,
+                tls: !args.no_tls,
                 node_args: args.node_args,
             })
             .await
@@ -188,6 +217,7 @@ fn main() -> ExitCode {
             Command::Leader(LeaderCommand::Transfer(args)) => admin::transfer_leader(&args).await,
             Command::Bench(command) => bench::run(command).await.map_err(|e| e.to_string()),
             Command::Id(command) => ids::cli::run(command).map_err(|e| e.to_string()),
+            Command::PgPassword(args) => pg_auth_cli::run(&args).map_err(|e| e.to_string()),
         }
     });
     match result {

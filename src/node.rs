@@ -16,6 +16,8 @@ use crate::config::{NodeConfig, parse_initial_cluster};
 use crate::dispatch::write::{PipelineSettings, WritePipeline};
 use crate::dispatch::{Dispatcher, Timeouts};
 use crate::frontend::http::{self, HttpState};
+use crate::frontend::pg::auth::{AuthMethod, AuthPolicy};
+use crate::frontend::pg::tls::ServerTls;
 use crate::frontend::pg::{self, PgSettings};
 use crate::ids::high_water::FileHighWaterMark;
 use crate::ids::{NodeGenerator, SystemClock};
@@ -50,6 +52,8 @@ pub enum NodeError {
     Client(#[from] reqwest::Error),
     #[error("snowflake ids: {0}")]
     Ids(#[from] crate::ids::IdError),
+    #[error("postgresql tls: {0}")]
+    Tls(#[from] crate::frontend::pg::tls::TlsError),
 }
 
 /// Runs a node until a termination signal.
@@ -95,6 +99,22 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
             worker: id_settings.worker,
         }),
     };
+
+    let pg_tls = match config.pg_tls_files()? {
+        Some((cert, key)) => Some(ServerTls::load(&cert, &key)?),
+        None => None,
+    };
+    let pg_auth = config.pg_auth_settings()?;
+    if pg_auth.users.is_empty() && pg_auth.remote != AuthMethod::Trust {
+        tracing::info!(
+            "no pg_users configured: PostgreSQL clients from other hosts cannot log in (pg_auth_remote = {})",
+            pg_auth.remote.name()
+        );
+    }
+    let pg_auth = Arc::new(AuthPolicy::new(
+        pg_auth,
+        pg_tls.as_ref().map(|t| t.certificate_pem.as_slice()),
+    ));
 
     // Bind first: a port conflict fails start-up before anything is touched.
     let raft_listener = bind(&config.listen_raft).await?;
@@ -212,6 +232,8 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         PgSettings {
             max_connections: config.max_pg_connections,
             max_message_bytes: config.max_message_bytes,
+            tls: pg_tls,
+            auth: pg_auth,
         },
         stop.clone(),
     ));

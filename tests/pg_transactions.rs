@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::pg::{RawPg, code, connect, follower, rows};
+use common::pg::{RawPg, cancel_until_finished, code, connect, follower, rows};
 use common::{Cluster, eventually};
 use serde_json::json;
 
@@ -443,25 +443,7 @@ async fn a_canceled_statement_stops_waiting_and_never_runs() {
     });
     // Cancel once the insert is waiting (it cannot finish while the holder's transaction is
     // open, so repeating the cancel until the insert returns is safe).
-    eventually(
-        Duration::from_secs(10),
-        "the canceled insert returns",
-        || {
-            let cancel = cancel.clone();
-            let finished = blocked.is_finished();
-            async move {
-                if finished {
-                    return Ok(());
-                }
-                cancel
-                    .cancel_query(tokio_postgres::NoTls)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Err("still waiting".to_owned())
-            }
-        },
-    )
-    .await;
+    cancel_until_finished(&cancel, &blocked).await;
     let (waiter, result) = blocked.await.expect("join");
     let error = result.expect_err("canceled");
     assert_eq!(code(&error), "57014", "{error}");

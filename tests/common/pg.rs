@@ -30,6 +30,34 @@ pub async fn follower(cluster: &Cluster) -> usize {
     (leader + 1) % cluster.nodes.len()
 }
 
+/// Sends CancelRequests (without TLS) until the task running the statement to cancel has
+/// finished. Repeating is safe only while that statement cannot finish on its own (it waits
+/// behind another session's transaction), which is how tests use it.
+pub async fn cancel_until_finished<T>(
+    cancel: &tokio_postgres::CancelToken,
+    blocked: &tokio::task::JoinHandle<T>,
+) {
+    super::eventually(
+        Duration::from_secs(10),
+        "the canceled statement returns",
+        || {
+            let cancel = cancel.clone();
+            let finished = blocked.is_finished();
+            async move {
+                if finished {
+                    return Ok(());
+                }
+                cancel
+                    .cancel_query(tokio_postgres::NoTls)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Err("still waiting".to_owned())
+            }
+        },
+    )
+    .await;
+}
+
 /// The SQLSTATE of an error (or a description of an error without one).
 pub fn code(error: &tokio_postgres::Error) -> String {
     error
@@ -125,7 +153,7 @@ impl RawPg {
 }
 
 /// One field of an ErrorResponse/NoticeResponse body.
-fn field(body: &[u8], kind: u8) -> String {
+pub fn field(body: &[u8], kind: u8) -> String {
     body.split(|b| *b == 0)
         .find(|f| f.first() == Some(&kind))
         .map(|f| String::from_utf8_lossy(&f[1..]).into_owned())

@@ -4,8 +4,8 @@
 //! announcing a 1 GiB message never makes the server allocate it. The connection then gets a
 //! FATAL 54000 and is closed (the rest of such a message cannot be skipped reliably).
 //!
-//! It must sit directly under the framed codec, on plaintext: with TLS (a later increment) it
-//! wraps the TLS stream, starting again in the untyped phase for the startup packet.
+//! It sits directly under the framed codec, on plaintext: with TLS it wraps the TLS stream,
+//! starting again in the untyped phase for the startup packet.
 
 use std::io;
 use std::pin::Pin;
@@ -61,6 +61,11 @@ impl<S> LimitedStream<S> {
 
     pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The wrapped stream (to upgrade it to TLS).
+    pub fn into_inner(self) -> S {
+        self.inner
     }
 
     /// Follows the framing over newly read bytes; returns the offset of the header of the

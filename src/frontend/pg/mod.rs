@@ -6,10 +6,11 @@
 //! # Life of a query
 //!
 //! 1. [`server::serve`] accepts the connection (at most `max_pg_connections`, else 53300),
-//!    refuses SSL/GSS encryption, and runs the connection's message loop; every frontend
-//!    message passes through [`framing::LimitedStream`] (the `max_message_bytes` limit) and
-//!    pgwire's decoder.
-//! 2. Startup: [`session::Handler`] accepts the user (trust), sends ParameterStatus
+//!    negotiates encryption (TLS when a certificate is configured, [`tls`]; never GSS), and
+//!    runs the connection's message loop; every frontend message passes through
+//!    [`framing::LimitedStream`] (the `max_message_bytes` limit) and pgwire's decoder.
+//! 2. Startup: [`session::Handler`] has the user authenticated ([`auth`]: trust, SCRAM-SHA-256
+//!    or md5 by the client's address and the user's stored hash), then sends ParameterStatus
 //!    (`server_version`, encodings, `DateStyle`, `TimeZone`, ...), BackendKeyData and
 //!    ReadyForQuery.
 //! 3. Simple query: [`sql::split_statements`] splits the string with a PostgreSQL-aware lexer;
@@ -50,9 +51,10 @@
 //!   literals and the time functions; other expressions (`sum(x)`) are typed by their values
 //!   (simple query) or as text (Describe).
 //! - `pg_catalog` / `information_schema`: psql's `\d` family and driver introspection.
-//! - TLS, SCRAM/MD5 authentication, binary COPY, `date`/`timestamp` types (sent
-//!   as text today).
+//! - Client certificates (`cert` authentication), per-database or per-user auth rules beyond
+//!   loopback/remote, binary COPY, `date`/`timestamp` types (sent as text today).
 
+pub mod auth;
 pub mod commands;
 pub mod copy;
 pub mod dialect;
@@ -63,6 +65,7 @@ pub mod session;
 pub mod sql;
 pub mod status;
 pub mod tags;
+pub mod tls;
 pub mod transaction;
 pub mod types;
 

@@ -36,12 +36,13 @@ use pgwire::messages::data::DataRow;
 use pgwire::messages::extendedquery::{Execute, Sync as PgSync};
 use pgwire::messages::response::{NoticeResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
-use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus};
+use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, Startup};
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use crate::dispatch::error::RequestError;
 use crate::dispatch::write::TxnOutcome;
 use crate::dispatch::{Consistency, Dispatcher};
+use crate::frontend::pg::auth::{AuthPolicy, Login, LoginStep};
 use crate::frontend::pg::commands::{self, Command, Function, Settings};
 use crate::frontend::pg::copy::{self, CopyCommand, CopyOptions, CopySource};
 use crate::frontend::pg::dialect;
@@ -1194,37 +1195,34 @@ pub struct Handler {
     parser: Arc<Parser>,
     /// The node's sessions by (pid, secret key): where CancelRequest finds this one.
     connections: Arc<ConnectionManager>,
+    /// This connection's authentication handshake.
+    login: Login,
 }
 
 impl Handler {
-    pub fn new(session: Arc<Session>, connections: Arc<ConnectionManager>) -> Handler {
+    pub fn new(
+        session: Arc<Session>,
+        connections: Arc<ConnectionManager>,
+        auth: Arc<AuthPolicy>,
+    ) -> Handler {
         Handler {
             parser: Arc::new(Parser {
                 session: session.clone(),
             }),
             session,
             connections,
+            login: Login::new(auth),
         }
     }
-}
 
-#[async_trait]
-impl StartupHandler for Handler {
-    /// Trust authentication: any user is accepted. (SCRAM slots in here: answer the Startup
-    /// with an authentication request instead and finish on the password messages.)
-    async fn on_startup<C>(
-        &self,
-        client: &mut C,
-        message: PgWireFrontendMessage,
-    ) -> PgWireResult<()>
+    /// The startup packet: takes the user, database and settings, then authenticates
+    /// ([`Login::start`]).
+    async fn on_startup_packet<C>(&self, client: &mut C, startup: Startup) -> PgWireResult<()>
     where
-        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send,
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let PgWireFrontendMessage::Startup(startup) = message else {
-            return Err(into_pgwire(fatal("08P01", "expected a startup message")));
-        };
         protocol_negotiation(client, &startup).await?;
         save_startup_parameters_to_metadata(client, &startup);
         let Some(user) = startup.parameters.get("user").cloned() else {
@@ -1249,6 +1247,50 @@ impl StartupHandler for Handler {
                 }
             }
         }
+        {
+            // No query runs before ReadyForQuery, so these wait safely for the login to end.
+            let mut state = self.session.state();
+            state.settings = settings;
+            state.user = user.clone();
+            state.database = database;
+        }
+        let step = self.login.start(client, &user).await.map_err(into_pgwire)?;
+        self.after_login_step(client, step).await
+    }
+
+    /// Sends the next challenge, or finishes the startup once the user is authenticated.
+    async fn after_login_step<C>(&self, client: &mut C, step: LoginStep) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match step {
+            LoginStep::Challenge(challenge) => {
+                client.set_state(PgWireConnectionState::AuthenticationInProgress);
+                client
+                    .send(PgWireBackendMessage::Authentication(challenge))
+                    .await?;
+                Ok(())
+            }
+            LoginStep::Done(final_message) => {
+                if let Some(message) = final_message {
+                    client
+                        .feed(PgWireBackendMessage::Authentication(message))
+                        .await?;
+                }
+                self.finish_startup(client).await
+            }
+        }
+    }
+
+    /// AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery.
+    async fn finish_startup<C>(&self, client: &mut C) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
         let (pid, secret_key) = PIDS.generate(client);
         client.set_pid_and_secret_key(pid, secret_key.clone());
         // pgwire's query handling races every query with this handle's cancel signal.
@@ -1257,9 +1299,6 @@ impl StartupHandler for Handler {
         client.session_extensions().insert(registration);
         let reported = {
             let mut state = self.session.state();
-            state.settings = settings;
-            state.user = user;
-            state.database = database;
             state.pid = pid;
             state.settings.reported()
         };
@@ -1286,6 +1325,47 @@ impl StartupHandler for Handler {
             .await?;
         client.set_state(PgWireConnectionState::ReadyForQuery);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl StartupHandler for Handler {
+    /// The startup packet, then (unless the client is trusted) its password messages.
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        match message {
+            PgWireFrontendMessage::Startup(startup)
+                if matches!(client.state(), PgWireConnectionState::AwaitingStartup) =>
+            {
+                self.on_startup_packet(client, startup).await
+            }
+            PgWireFrontendMessage::PasswordMessageFamily(answer)
+                if matches!(
+                    client.state(),
+                    PgWireConnectionState::AuthenticationInProgress
+                ) =>
+            {
+                let user = self.session.state().user.clone();
+                let step = self
+                    .login
+                    .advance(client, &user, answer)
+                    .await
+                    .map_err(into_pgwire)?;
+                self.after_login_step(client, step).await
+            }
+            _ => Err(into_pgwire(fatal(
+                "08P01",
+                "expected a startup or password message",
+            ))),
+        }
     }
 }
 

@@ -24,6 +24,8 @@ use rusqlite::functions::{Context, FunctionFlags};
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::{Connection, Error};
 
+use super::datetime;
+
 /// Registers every function and the series table on `conn`.
 pub fn register(conn: &Connection) -> rusqlite::Result<()> {
     rusqlite::vtab::series::load_module(conn)?;
@@ -420,7 +422,13 @@ pub fn cast_value(value: ValueRef<'_>, ty: &str) -> Result<Value, PgValueError> 
                 ValueRef::Blob(_) => return Err(cannot("bytea")),
                 ValueRef::Null => unreachable_null(),
             };
-            datetime::convert(&text, ty)
+            let kind = match ty {
+                CastType::Date => datetime::Kind::Date,
+                CastType::Time => datetime::Kind::Time,
+                CastType::Timestamp => datetime::Kind::Timestamp,
+                _ => datetime::Kind::Timestamptz,
+            };
+            datetime::stored_form(&text, kind)
                 .map(Value::Text)
                 .map_err(|e| match e {
                     datetime::Invalid::Syntax => invalid(&text),
@@ -569,241 +577,6 @@ fn parse_bytea(text: &str) -> Option<Vec<u8>> {
         }
     }
     Some(out)
-}
-
-/// ISO dates, times and timestamps, the forms PostgreSQL prints with `DateStyle = ISO`.
-mod datetime {
-    use super::CastType;
-
-    pub enum Invalid {
-        Syntax,
-        Range,
-    }
-
-    /// Parses `text` and prints it as PostgreSQL would print a value of `ty`.
-    pub fn convert(text: &str, ty: CastType) -> Result<String, Invalid> {
-        let text = text.trim();
-        if ty == CastType::Time {
-            let (time, _zone) = parse_time(text)?;
-            return Ok(time.print());
-        }
-        let (date, rest) = parse_date(text)?;
-        let rest = rest.trim_start_matches(['T', 't', ' ']);
-        let (mut time, zone_minutes) = if rest.is_empty() {
-            (Time::default(), 0)
-        } else {
-            parse_time(rest)?
-        };
-        let mut days = date.days_since_epoch();
-        if ty == CastType::Timestamptz && zone_minutes != 0 {
-            let minutes = time.minutes_of_day() - zone_minutes;
-            days += minutes.div_euclid(24 * 60);
-            let minutes = minutes.rem_euclid(24 * 60);
-            time.hour = (minutes / 60) as u32;
-            time.minute = (minutes % 60) as u32;
-        }
-        let date = Date::from_days_since_epoch(days);
-        Ok(match ty {
-            CastType::Date => date.print(),
-            _ => format!("{} {}", date.print(), time.print()),
-        })
-    }
-
-    #[derive(Debug, Clone, Copy)]
-    struct Date {
-        year: i64,
-        month: u32,
-        day: u32,
-    }
-
-    #[derive(Debug, Clone, Copy, Default, PartialEq)]
-    struct Time {
-        hour: u32,
-        minute: u32,
-        second: u32,
-        /// Microseconds.
-        micros: u32,
-    }
-
-    fn number(text: &str, digits: std::ops::RangeInclusive<usize>) -> Result<(u32, &str), Invalid> {
-        let len = text.bytes().take_while(u8::is_ascii_digit).count();
-        if !digits.contains(&len) {
-            return Err(Invalid::Syntax);
-        }
-        let value = text[..len].parse::<u32>().map_err(|_| Invalid::Syntax)?;
-        Ok((value, &text[len..]))
-    }
-
-    fn parse_date(text: &str) -> Result<(Date, &str), Invalid> {
-        let (year, rest) = number(text, 4..=6)?;
-        let rest = rest.strip_prefix('-').ok_or(Invalid::Syntax)?;
-        let (month, rest) = number(rest, 1..=2)?;
-        let rest = rest.strip_prefix('-').ok_or(Invalid::Syntax)?;
-        let (day, rest) = number(rest, 1..=2)?;
-        let date = Date {
-            year: year as i64,
-            month,
-            day,
-        };
-        if !(1..=12).contains(&month) || day == 0 || day > days_in_month(date.year, month) {
-            return Err(Invalid::Range);
-        }
-        Ok((date, rest))
-    }
-
-    /// `HH:MM[:SS[.ffffff]]` and an optional zone (`Z`, `UTC`, `±HH`, `±HH:MM`, `±HHMM`);
-    /// returns the zone as minutes east of UTC.
-    fn parse_time(text: &str) -> Result<(Time, i64), Invalid> {
-        let (hour, rest) = number(text, 1..=2)?;
-        let rest = rest.strip_prefix(':').ok_or(Invalid::Syntax)?;
-        let (minute, mut rest) = number(rest, 2..=2)?;
-        let mut time = Time {
-            hour,
-            minute,
-            ..Time::default()
-        };
-        if let Some(after) = rest.strip_prefix(':') {
-            let (second, after) = number(after, 2..=2)?;
-            time.second = second;
-            rest = after;
-            if let Some(fraction) = rest.strip_prefix('.') {
-                let len = fraction.bytes().take_while(u8::is_ascii_digit).count();
-                if len == 0 {
-                    return Err(Invalid::Syntax);
-                }
-                // Microsecond precision, rounded as PostgreSQL does.
-                let digits = &fraction[..len];
-                let mut micros: u64 = 0;
-                for (i, b) in digits.bytes().take(7).enumerate() {
-                    if i < 6 {
-                        micros = micros * 10 + u64::from(b - b'0');
-                    } else if b >= b'5' {
-                        micros += 1;
-                    }
-                }
-                for _ in digits.len()..6 {
-                    micros *= 10;
-                }
-                if micros >= 1_000_000 {
-                    return Err(Invalid::Range);
-                }
-                time.micros = micros as u32;
-                rest = &fraction[len..];
-            }
-        }
-        if hour > 24
-            || minute > 59
-            || time.second > 60
-            || (hour == 24 && time != Time::midnight_end())
-        {
-            return Err(Invalid::Range);
-        }
-        let zone = rest.trim();
-        let minutes = if zone.is_empty()
-            || zone.eq_ignore_ascii_case("z")
-            || zone.eq_ignore_ascii_case("utc")
-        {
-            0
-        } else {
-            let (sign, digits) = match zone.as_bytes()[0] {
-                b'+' => (1, &zone[1..]),
-                b'-' => (-1, &zone[1..]),
-                _ => return Err(Invalid::Syntax),
-            };
-            let (hours, after) = number(digits, 1..=2)?;
-            let after = after.strip_prefix(':').unwrap_or(after);
-            let minutes = if after.is_empty() {
-                0
-            } else {
-                let (minutes, after) = number(after, 2..=2)?;
-                if !after.is_empty() {
-                    return Err(Invalid::Syntax);
-                }
-                minutes
-            };
-            if hours > 15 || minutes > 59 {
-                return Err(Invalid::Range);
-            }
-            sign * i64::from(hours * 60 + minutes)
-        };
-        Ok((time, minutes))
-    }
-
-    impl Time {
-        fn midnight_end() -> Time {
-            Time {
-                hour: 24,
-                ..Time::default()
-            }
-        }
-
-        fn minutes_of_day(&self) -> i64 {
-            i64::from(self.hour * 60 + self.minute)
-        }
-
-        /// `HH:MM:SS[.ffffff]`, trailing zeros of the fraction dropped (PostgreSQL's output).
-        fn print(&self) -> String {
-            let mut out = format!("{:02}:{:02}:{:02}", self.hour, self.minute, self.second);
-            if self.micros != 0 {
-                let fraction = format!("{:06}", self.micros);
-                out.push('.');
-                out.push_str(fraction.trim_end_matches('0'));
-            }
-            out
-        }
-    }
-
-    fn is_leap(year: i64) -> bool {
-        (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
-    }
-
-    fn days_in_month(year: i64, month: u32) -> u32 {
-        match month {
-            2 if is_leap(year) => 29,
-            2 => 28,
-            4 | 6 | 9 | 11 => 30,
-            _ => 31,
-        }
-    }
-
-    impl Date {
-        /// Days since 1970-01-01 in the proleptic Gregorian calendar (era arithmetic: 400-year
-        /// cycles of 146097 days, years starting in March so the leap day comes last).
-        fn days_since_epoch(&self) -> i64 {
-            let year = if self.month <= 2 {
-                self.year - 1
-            } else {
-                self.year
-            };
-            let era = year.div_euclid(400);
-            let year_of_era = year - era * 400;
-            let month = i64::from(self.month);
-            let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5
-                + i64::from(self.day)
-                - 1;
-            let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-            era * 146_097 + day_of_era - 719_468
-        }
-
-        fn from_days_since_epoch(days: i64) -> Date {
-            let z = days + 719_468;
-            let era = z.div_euclid(146_097);
-            let day_of_era = z - era * 146_097;
-            let year_of_era =
-                (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-            let day_of_year =
-                day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-            let mp = (5 * day_of_year + 2) / 153;
-            let day = (day_of_year - (153 * mp + 2) / 5 + 1) as u32;
-            let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-            let year = year_of_era + era * 400 + i64::from(month <= 2);
-            Date { year, month, day }
-        }
-
-        fn print(&self) -> String {
-            format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
-        }
-    }
 }
 
 #[cfg(test)]

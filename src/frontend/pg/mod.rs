@@ -52,7 +52,7 @@
 //!   (simple query) or as text (Describe).
 //! - `pg_catalog` / `information_schema`: psql's `\d` family and driver introspection.
 //! - Client certificates (`cert` authentication), per-database or per-user auth rules beyond
-//!   loopback/remote, binary COPY, `date`/`timestamp` types (sent as text today).
+//!   loopback/remote, binary COPY, `interval` and `timetz`.
 
 pub mod auth;
 pub mod commands;

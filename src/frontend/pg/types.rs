@@ -10,10 +10,18 @@
 //!
 //! Parameters arrive in text or binary format and become SQLite values by their type
 //! ([`decode_parameter`]).
+//!
+//! Dates, times and timestamps are SQLite text in one stored form
+//! ([`crate::storage::datetime`]): results are parsed from it (any ISO-8601 text is read; one
+//! that is not a value of the column's type is 22007/22008) and printed as PostgreSQL prints
+//! them with `DateStyle = ISO` and `TimeZone = UTC`, or sent as PostgreSQL's binary
+//! quantities; parameters, text or binary, become the stored form, so that they compare with
+//! stored values as text.
 
 use bytes::{BufMut, BytesMut};
 use pgwire::api::Type;
 
+use crate::storage::datetime::{self, Kind};
 use crate::storage::request::SqlValue;
 
 /// A value that does not fit its PostgreSQL type.
@@ -42,6 +50,22 @@ impl ValueError {
         }
     }
 
+    fn datetime(ty: &Type, text: &str, why: datetime::Invalid) -> ValueError {
+        let text = text.chars().take(64).collect::<String>();
+        ValueError {
+            code: why.sqlstate(),
+            message: match why {
+                datetime::Invalid::Syntax => format!(
+                    "invalid input syntax for type {}: \"{text}\"",
+                    display_name(ty)
+                ),
+                datetime::Invalid::Range => {
+                    format!("date/time field value out of range: \"{text}\"")
+                }
+            },
+        }
+    }
+
     fn unsupported(ty: &Type) -> ValueError {
         ValueError {
             code: "0A000",
@@ -66,12 +90,27 @@ fn display_name(ty: &Type) -> &'static str {
         Type::BYTEA => "bytea",
         Type::JSON => "json",
         Type::JSONB => "jsonb",
+        Type::DATE => "date",
+        Type::TIME => "time without time zone",
+        Type::TIMESTAMP => "timestamp without time zone",
+        Type::TIMESTAMPTZ => "timestamp with time zone",
         _ => "text",
     }
 }
 
+/// The date/time kind of `ty`, if it is one.
+fn datetime_kind(ty: &Type) -> Option<Kind> {
+    match *ty {
+        Type::DATE => Some(Kind::Date),
+        Type::TIME => Some(Kind::Time),
+        Type::TIMESTAMP => Some(Kind::Timestamp),
+        Type::TIMESTAMPTZ => Some(Kind::Timestamptz),
+        _ => None,
+    }
+}
+
 /// The PostgreSQL type of a column declared as `decltype`; `None` when the declaration does
-/// not decide it (no type, or NUMERIC affinity like `DATE`), so the values do.
+/// not decide it (no type, or NUMERIC affinity like `DATETIME`), so the values do.
 pub fn type_for_decltype(decltype: &str) -> Option<Type> {
     let upper = decltype.trim().to_ascii_uppercase();
     let base = upper.split('(').next().unwrap_or("").trim();
@@ -105,6 +144,11 @@ pub fn type_for_decltype(decltype: &str) -> Option<Type> {
         "JSON" => Type::JSON,
         "JSONB" => Type::JSONB,
         "UUID" => Type::UUID,
+        // As the translator declares them (`dialect::types`), and PostgreSQL's long names.
+        "DATE" => Type::DATE,
+        "TIME" | "TIME WITHOUT TIME ZONE" => Type::TIME,
+        "TIMESTAMP" | "TIMESTAMP WITHOUT TIME ZONE" => Type::TIMESTAMP,
+        "TIMESTAMPTZ" | "TIMESTAMP WITH TIME ZONE" => Type::TIMESTAMPTZ,
         // SQLite's affinity rules, in its order.
         other if other.contains("INT") => Type::INT8,
         other if other.contains("CHAR") || other.contains("CLOB") || other.contains("TEXT") => {
@@ -252,6 +296,9 @@ fn encode_body(
     ty: &Type,
     binary: bool,
 ) -> Result<(), ValueError> {
+    if let Some(kind) = datetime_kind(ty) {
+        return encode_datetime(out, value, ty, kind, binary);
+    }
     match *ty {
         Type::BOOL => {
             let b = to_bool(value, ty)?;
@@ -370,6 +417,40 @@ fn encode_body(
             out.put_slice(array_literal(&json_items(value, ty)?, boolean).as_bytes());
         }
         _ => out.put_slice(text_of(value).as_bytes()),
+    }
+    Ok(())
+}
+
+/// A date, time or timestamp, from its stored text.
+fn encode_datetime(
+    out: &mut BytesMut,
+    value: &SqlValue,
+    ty: &Type,
+    kind: Kind,
+    binary: bool,
+) -> Result<(), ValueError> {
+    // Only text is the translator's form; a number could be a julian day or a unix time, and
+    // guessing would risk a wrong answer.
+    let SqlValue::Text(text) = value else {
+        return Err(ValueError::datetime(
+            ty,
+            &text_of(value),
+            datetime::Invalid::Syntax,
+        ));
+    };
+    let failed = |why| ValueError::datetime(ty, text, why);
+    if !binary {
+        let printed = datetime::output_text(text, kind).map_err(failed)?;
+        out.put_slice(printed.as_bytes());
+        return Ok(());
+    }
+    let quantity = datetime::parse(text, kind).map_err(failed)?;
+    match kind {
+        Kind::Date => {
+            let days = i32::try_from(quantity).map_err(|_| failed(datetime::Invalid::Range))?;
+            out.put_i32(days);
+        }
+        _ => out.put_i64(quantity),
     }
     Ok(())
 }
@@ -605,6 +686,22 @@ pub fn decode_parameter(
             ty.name()
         ),
     };
+    if let Some(kind) = datetime_kind(ty) {
+        // The stored form, so that the value compares with stored values as text.
+        let stored = if binary {
+            let quantity = match kind {
+                Kind::Date => i32::from_be_bytes(raw.try_into().map_err(|_| wrong_size())?).into(),
+                _ => i64::from_be_bytes(raw.try_into().map_err(|_| wrong_size())?),
+            };
+            datetime::from_binary(quantity, kind)
+                .map_err(|why| ValueError::datetime(ty, &quantity.to_string(), why))?
+        } else {
+            let text = utf8(raw, ty)?;
+            datetime::stored_form(&text, kind)
+                .map_err(|why| ValueError::datetime(ty, &text, why))?
+        };
+        return Ok(SqlValue::Text(stored));
+    }
     if binary {
         return Ok(match *ty {
             Type::BOOL => match raw {
@@ -898,7 +995,11 @@ mod tests {
         assert_eq!(type_for_decltype("boolean"), Some(Type::BOOL));
         assert_eq!(type_for_decltype("numeric(10,2)"), Some(Type::NUMERIC));
         assert_eq!(type_for_decltype("blob"), Some(Type::BYTEA));
-        assert_eq!(type_for_decltype("date"), None);
+        assert_eq!(type_for_decltype("date"), Some(Type::DATE));
+        assert_eq!(type_for_decltype("TIMESTAMPTZ"), Some(Type::TIMESTAMPTZ));
+        assert_eq!(type_for_decltype("TIMESTAMP"), Some(Type::TIMESTAMP));
+        assert_eq!(type_for_decltype("TIME"), Some(Type::TIME));
+        assert_eq!(type_for_decltype("datetime"), None);
         assert_eq!(type_for_expression("count(*)"), Some(Type::INT8));
         assert_eq!(type_for_expression("snowflake_id()"), Some(Type::INT8));
         assert_eq!(type_for_expression("1"), Some(Type::INT4));
@@ -957,6 +1058,98 @@ mod tests {
         assert_eq!(
             text(SqlValue::Integer(1 << 40), Type::INT4).map_err(|e| e.code),
             Err("22003")
+        );
+    }
+
+    #[test]
+    fn dates_and_timestamps_print_as_postgres_iso_in_utc() {
+        let stored = |s: &str| SqlValue::Text(s.into());
+        assert_eq!(
+            text(stored("2026-11-22 08:15:30.123456"), Type::TIMESTAMPTZ),
+            Ok(Some("2026-11-22 08:15:30.123456+00".into()))
+        );
+        assert_eq!(
+            text(stored("2026-11-22T10:15:30.5+02:00"), Type::TIMESTAMPTZ),
+            Ok(Some("2026-11-22 08:15:30.5+00".into()))
+        );
+        assert_eq!(
+            text(stored("2026-11-22 08:15:30.120"), Type::TIMESTAMP),
+            Ok(Some("2026-11-22 08:15:30.12".into()))
+        );
+        assert_eq!(
+            text(stored("2026-11-22"), Type::DATE),
+            Ok(Some("2026-11-22".into()))
+        );
+        assert_eq!(
+            text(stored("08:15"), Type::TIME),
+            Ok(Some("08:15:00".into()))
+        );
+        // A stored value that is not one of the type is an error, never a wrong answer.
+        assert_eq!(
+            text(stored("next tuesday"), Type::DATE).map_err(|e| e.code),
+            Err("22007")
+        );
+        assert_eq!(
+            text(stored("2026-02-30"), Type::DATE).map_err(|e| e.code),
+            Err("22008")
+        );
+        assert_eq!(
+            text(SqlValue::Real(2_460_000.5), Type::TIMESTAMP).map_err(|e| e.code),
+            Err("22007")
+        );
+    }
+
+    #[test]
+    fn dates_and_timestamps_encode_postgres_binary() {
+        let binary = |value: &str, ty: Type| {
+            let mut out = BytesMut::new();
+            encode(&mut out, &SqlValue::Text(value.into()), &ty, true).expect("encodes");
+            out[4..].to_vec()
+        };
+        // 2000-01-02 is day 1 of PostgreSQL's epoch.
+        assert_eq!(binary("2000-01-02", Type::DATE), 1i32.to_be_bytes());
+        assert_eq!(
+            binary("2000-01-01 00:00:01.5+01", Type::TIMESTAMPTZ),
+            (1_500_000i64 - 3_600_000_000).to_be_bytes()
+        );
+        assert_eq!(
+            binary("2000-01-01 00:00:01.5+01", Type::TIMESTAMP),
+            1_500_000i64.to_be_bytes()
+        );
+        assert_eq!(binary("00:01", Type::TIME), 60_000_000i64.to_be_bytes());
+    }
+
+    #[test]
+    fn date_and_timestamp_parameters_become_the_stored_form() {
+        let micros = (86_400_000_000i64 + 1).to_be_bytes();
+        assert_eq!(
+            decode_parameter(Some(&micros), &Type::TIMESTAMPTZ, true),
+            Ok(SqlValue::Text("2000-01-02 00:00:00.000001".into()))
+        );
+        assert_eq!(
+            decode_parameter(Some(&(-1i32).to_be_bytes()), &Type::DATE, true),
+            Ok(SqlValue::Text("1999-12-31".into()))
+        );
+        assert_eq!(
+            decode_parameter(Some(b"2026-11-22T10:15:30+02"), &Type::TIMESTAMPTZ, false),
+            Ok(SqlValue::Text("2026-11-22 08:15:30".into()))
+        );
+        assert_eq!(
+            decode_parameter(Some(b"2026-11-22 10:15:30+02"), &Type::TIMESTAMP, false),
+            Ok(SqlValue::Text("2026-11-22 10:15:30".into()))
+        );
+        assert_eq!(
+            decode_parameter(Some(&[0, 0, 0, 1]), &Type::TIMESTAMP, true).map_err(|e| e.code),
+            Err("08P01")
+        );
+        assert_eq!(
+            decode_parameter(Some(b"soon"), &Type::DATE, false).map_err(|e| e.code),
+            Err("22007")
+        );
+        assert_eq!(
+            decode_parameter(Some(&(i64::MAX - 1).to_be_bytes()), &Type::TIMESTAMP, true)
+                .map_err(|e| e.code),
+            Err("22008")
         );
     }
 

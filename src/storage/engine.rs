@@ -48,6 +48,7 @@ use crate::storage::meta;
 use crate::storage::pg_functions;
 use crate::storage::policy::{self, ClientSqlGuard};
 use crate::storage::request::{Description, QueryResult, SqlValue, Statement, StatementResult};
+use crate::storage::rowid_alias;
 
 mod transaction;
 use transaction::OpenTxn;
@@ -948,7 +949,7 @@ fn run_statement(conn: &Connection, statement: &Statement) -> Result<StatementRe
         .map_err(|e| SqlError::from_sqlite(&e))?;
     bind_params(&mut prepared, &statement.params)?;
     let readonly = prepared.readonly();
-    let (columns, decltypes, rows) = collect_rows(&mut prepared)?;
+    let (columns, decltypes, rows) = collect_rows(conn, &mut prepared)?;
     let column_count = columns.len();
     let rows_affected = if readonly { 0 } else { conn.changes() };
     // SQLite's last_insert_rowid is per connection and outlives the statement: report it only
@@ -977,10 +978,11 @@ fn run_statement(conn: &Connection, statement: &Statement) -> Result<StatementRe
 /// Column names, declared types and every row of a bound statement, within the result budget.
 #[allow(clippy::type_complexity)]
 fn collect_rows(
+    conn: &Connection,
     prepared: &mut rusqlite::Statement<'_>,
 ) -> Result<(Vec<String>, Vec<Option<String>>, Vec<Vec<SqlValue>>), SqlError> {
     let columns: Vec<String> = prepared.column_names().map(|c| c.to_string()).collect();
-    let decltypes = decltypes(prepared);
+    let decltypes = rowid_alias::result_decltypes(conn, prepared);
     let column_count = columns.len();
     let mut rows = Vec::new();
     let mut budget = ResultBudget::default();
@@ -1007,20 +1009,12 @@ fn run_query(conn: &Connection, statement: &Statement) -> Result<QueryResult, Re
         .into());
     }
     bind_params(&mut prepared, &statement.params)?;
-    let (columns, decltypes, rows) = collect_rows(&mut prepared)?;
+    let (columns, decltypes, rows) = collect_rows(conn, &mut prepared)?;
     Ok(QueryResult {
         columns,
         decltypes,
         rows,
     })
-}
-
-/// Each result column's declared type (`None` for an expression).
-fn decltypes(prepared: &rusqlite::Statement<'_>) -> Vec<Option<String>> {
-    prepared
-        .columns()
-        .map(|c| c.decl_type().map(str::to_owned))
-        .collect()
 }
 
 /// A connection that only prepares: `query_only`, so even a statement stepped by mistake could
@@ -1047,20 +1041,34 @@ fn describe_statement(
         .map_err(|e| SqlError::from_sqlite(&e))?;
     let mut description = Description {
         columns: prepared.column_names().map(|c| c.to_string()).collect(),
-        decltypes: decltypes(&prepared),
+        decltypes: rowid_alias::result_decltypes(conn, &prepared),
         parameter_count: prepared.parameter_count(),
         readonly: prepared.readonly(),
         tables: Vec::new(),
     };
     drop(prepared);
     let mut columns_of = conn
-        .prepare_cached("SELECT name, type FROM pragma_table_info(?1)")
+        .prepare_cached("SELECT name, type, pk FROM pragma_table_info(?1)")
         .map_err(EngineError::from)?;
     for table in tables {
-        let columns = columns_of
-            .query_map([table], |row| Ok((row.get(0)?, row.get(1)?)))
-            .and_then(|rows| rows.collect::<Result<Vec<(String, String)>, _>>())
+        let mut columns = columns_of
+            .query_map([table], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get::<_, i64>(2)? > 0))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<(String, String, bool)>, _>>())
             .map_err(EngineError::from)?;
+        for (name, declared, primary_key) in &mut columns {
+            if *primary_key
+                && declared.eq_ignore_ascii_case("INTEGER")
+                && let Some(postgres) = rowid_alias::postgres_declared(conn, "main", table, name)
+            {
+                *declared = postgres.to_owned();
+            }
+        }
+        let columns: Vec<(String, String)> = columns
+            .into_iter()
+            .map(|(name, declared, _)| (name, declared))
+            .collect();
         if !columns.is_empty() {
             description.tables.push((table.clone(), columns));
         }

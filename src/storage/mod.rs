@@ -9,4 +9,5 @@ pub mod meta;
 pub mod pg_functions;
 pub mod policy;
 pub mod request;
+pub mod rowid_alias;
 pub mod session_ffi;

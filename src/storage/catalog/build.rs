@@ -423,9 +423,25 @@ fn relation_rows(
         pk.sort_by_key(|c| c.pk);
         pk
     };
+    // A bigint or smallint key that is SQLite's rowid alias is declared INTEGER with its
+    // PostgreSQL type in a comment.
+    let marked_alias = object
+        .sql
+        .as_deref()
+        .and_then(crate::storage::rowid_alias::marked_column);
     for (i, column) in columns.iter().enumerate() {
         let number = i as i64 + 1;
-        let (type_oid, typmod) = types::of_declared(&column.declared);
+        let declared_type = match &marked_alias {
+            Some((alias, postgres))
+                if column.pk > 0
+                    && alias.eq_ignore_ascii_case(&column.name)
+                    && column.declared.eq_ignore_ascii_case("INTEGER") =>
+            {
+                postgres
+            }
+            _ => column.declared.as_str(),
+        };
+        let (type_oid, typmod) = types::of_declared(declared_type);
         let ty = types::by_oid(i64::from(type_oid));
         let not_null = column.not_null || column.pk > 0;
         rows.push(
@@ -507,7 +523,6 @@ fn relation_rows(
     // A rowid table's INTEGER PRIMARY KEY has no index in SQLite; PostgreSQL would have one.
     let rowid_key = pk_columns.len() == 1
         && !indexes.iter().any(|i| i.origin == "pk")
-        && types::of_declared(&pk_columns[0].declared).0 == types::INT4
         && pk_columns[0]
             .declared
             .trim()

@@ -32,6 +32,18 @@ fn strings(conn: &Connection, sql: &str) -> Vec<String> {
         .expect(sql)
 }
 
+/// `name type not-null` of each column of `table`, as `pg_attribute` has them.
+fn attributes(conn: &Connection, table: &str) -> Vec<String> {
+    strings(
+        conn,
+        &format!(
+            "SELECT a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull \
+             FROM pg_catalog.pg_attribute a WHERE a.attrelid = phx_regclass('{table}') \
+             ORDER BY a.attnum"
+        ),
+    )
+}
+
 #[test]
 fn relations_columns_and_constraints_read_like_postgres() {
     let conn = database();
@@ -52,12 +64,7 @@ fn relations_columns_and_constraints_read_like_postgres() {
         ]
     );
     assert_eq!(
-        strings(
-            &conn,
-            "SELECT a.attname || ' ' || format_type(a.atttypid, a.atttypmod) || ' ' || a.attnotnull \
-             FROM pg_catalog.pg_attribute a WHERE a.attrelid = phx_regclass('accounts') \
-             ORDER BY a.attnum"
-        ),
+        attributes(&conn, "accounts"),
         [
             "id integer 1",
             "name text 1",
@@ -148,4 +155,27 @@ fn a_schema_change_rebuilds_the_catalog_and_names_are_looked_up() {
          AND pg_table_is_visible(oid) ORDER BY relname",
     );
     assert_eq!(visible, ["accounts", "pg_class"]);
+}
+
+#[test]
+fn a_bigint_rowid_alias_reads_as_bigint_and_keeps_its_primary_key() {
+    let conn = database();
+    conn.execute_batch(&format!(
+        "CREATE TABLE tickets (id {} PRIMARY KEY NOT NULL, seat INTEGER)",
+        crate::storage::rowid_alias::declaration("BIGINT")
+    ))
+    .expect("create");
+    refresh(&conn, false).expect("refresh");
+    assert_eq!(
+        attributes(&conn, "tickets"),
+        ["id bigint 1", "seat integer 0"]
+    );
+    assert_eq!(
+        strings(
+            &conn,
+            "SELECT pg_get_indexdef(indexrelid) FROM pg_catalog.pg_index \
+             WHERE indrelid = phx_regclass('tickets')"
+        ),
+        ["CREATE UNIQUE INDEX tickets_pkey ON public.tickets USING btree (id)"]
+    );
 }

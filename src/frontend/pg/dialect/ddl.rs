@@ -6,6 +6,8 @@
 //!   `SERIAL`/`BIGSERIAL`/`SMALLSERIAL` or `GENERATED ... AS IDENTITY` column must be the
 //!   table's only primary-key column and becomes `INTEGER PRIMARY KEY` (SQLite's rowid alias,
 //!   which generates max(rowid)+1); anywhere else it is refused, since SQLite has no sequences.
+//!   A `bigint` sole primary key becomes the rowid alias too. A bigint or smallint alias keeps
+//!   its PostgreSQL type in a comment after `INTEGER` (`crate::storage::rowid_alias`).
 //!   Primary-key columns get `NOT NULL` (SQLite would accept NULL in them); `DEFAULT f()` gets
 //!   the parentheses SQLite wants; storage parameters (`WITH (fillfactor=…)`), `UNLOGGED` and
 //!   `USING INDEX TABLESPACE` are ignored.
@@ -28,6 +30,7 @@ use sqlparser::ast::{
 use super::TranslateError;
 use super::expr::quoted;
 use super::types::{PgType, declared_data_type, pg_type};
+use crate::storage::rowid_alias;
 
 fn unsupported(what: impl Into<String>) -> TranslateError {
     TranslateError::Unsupported(what.into())
@@ -215,17 +218,20 @@ pub fn create_table(mut table: CreateTable) -> Result<Vec<String>, TranslateErro
         let sole_key = column_key || table_key.as_deref() == Some(std::slice::from_ref(&lower));
         let generated = matches!(pg, PgType::Serial { .. })
             || column.options.iter().any(|o| is_identity(&o.option));
+        // A bigint key is a rowid alias too, like an integer one: no hidden rowid beside it.
+        let bigint_key = sole_key && pg.declared() == "BIGINT";
         translate_column_options(column)?;
-        if generated {
-            if !sole_key {
-                return Err(unsupported(format!(
-                    "SERIAL or IDENTITY column \"{}\" that is not the table's only primary-key \
-                     column (SQLite generates values only for an INTEGER PRIMARY KEY)",
-                    column.name.value
-                )));
-            }
-            // SQLite's rowid alias: exactly `INTEGER PRIMARY KEY`.
-            column.data_type = declared_data_type("INTEGER");
+        if generated && !sole_key {
+            return Err(unsupported(format!(
+                "SERIAL or IDENTITY column \"{}\" that is not the table's only primary-key \
+                 column (SQLite generates values only for an INTEGER PRIMARY KEY)",
+                column.name.value
+            )));
+        }
+        if generated || bigint_key {
+            // SQLite's rowid alias: exactly `INTEGER PRIMARY KEY`, the PostgreSQL type kept
+            // in a comment (`storage::rowid_alias`).
+            column.data_type = declared_data_type(&rowid_alias::declaration(pg.declared()));
             column.options.retain(|o| !is_identity(&o.option));
             if !column_key {
                 column.options.push(ColumnOptionDef {
@@ -236,16 +242,16 @@ pub fn create_table(mut table: CreateTable) -> Result<Vec<String>, TranslateErro
             }
         } else {
             column.data_type = declared_data_type(pg.declared());
-            let not_null = column
-                .options
-                .iter()
-                .any(|o| matches!(o.option, ColumnOption::NotNull));
-            if (column_key || in_table_key) && !not_null {
-                column.options.push(ColumnOptionDef {
-                    name: None,
-                    option: ColumnOption::NotNull,
-                });
-            }
+        }
+        let not_null = column
+            .options
+            .iter()
+            .any(|o| matches!(o.option, ColumnOption::NotNull));
+        if !generated && (column_key || in_table_key) && !not_null {
+            column.options.push(ColumnOptionDef {
+                name: None,
+                option: ColumnOption::NotNull,
+            });
         }
     }
     if key_moved_to_column {

@@ -6,9 +6,11 @@
 //!   leader's answer; when leadership moves, it follows the new leader until its deadline.
 //!   A forward is retried only when it provably did not reach a leader.
 //! - Reads are served from this node's committed data at the requested [`Consistency`]
-//!   (per-request load balancing across nodes comes with the scheduler work).
+//!   (per-request load balancing across nodes comes with the scheduler work: the pure
+//!   algorithms are in [`scheduler`], not yet wired into the read path).
 
 pub mod error;
+pub mod scheduler;
 pub mod transaction;
 pub mod write;
 

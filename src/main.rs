@@ -118,6 +118,31 @@ struct StartArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     txn_idle_timeout_ms: Option<u64>,
+    /// Read balancer scheduler (ipvsadm names: rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh,
+    /// mh, fo, ovf, twos).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispatcher_scheduler: Option<String>,
+    /// Read weights per node, ID=WEIGHT,... (0 drains a node; unlisted nodes weigh 1).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispatcher_weights: Option<String>,
+    /// Health probe interval between nodes, in milliseconds.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_interval_ms: Option<u64>,
+    /// Failed probes in a row that take a node out of the read pool.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_fall: Option<u32>,
+    /// Caught-up probes in a row that bring it back.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_rise: Option<u32>,
+    /// Most log entries a node may lag and still serve reads.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_max_lag_entries: Option<u64>,
     /// Largest HTTP request body in bytes.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -6,9 +6,13 @@
 //!   leader's answer; when leadership moves, it follows the new leader until its deadline.
 //!   A forward is retried only when it provably did not reach a leader.
 //! - Reads are served from this node's committed data at the requested [`Consistency`]
-//!   (per-request load balancing across nodes comes with the scheduler work).
+//!   (per-request load balancing across nodes comes with the scheduler work: the pure
+//!   algorithms are in [`scheduler`], not yet wired into the read path).
 
+pub mod balance;
 pub mod error;
+pub mod health;
+pub mod scheduler;
 pub mod transaction;
 pub mod write;
 
@@ -41,7 +45,7 @@ pub enum Consistency {
 }
 
 /// A read's answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadOutcome {
     pub result: QueryResult,
     pub node: NodeId,
@@ -88,6 +92,20 @@ pub struct Dispatcher {
     pub transactions: Arc<OpenTransactions>,
     /// Shares a follower's read-index requests to the leader among concurrent reads.
     pub read_index_rounds: Arc<ReadIndexRounds>,
+    /// Picks the node each autocommit read runs on, and counts what each node served.
+    pub balancer: Arc<balance::ReadBalancer>,
+    /// Which nodes may serve reads.
+    pub health: Arc<health::Health>,
+}
+
+/// A read sent to another node to serve (`/internal/query`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteRead {
+    pub statement: Statement,
+    /// The index the node must have applied first.
+    pub needed: LogIndex,
+    /// How long the node may wait for it.
+    pub wait_ms: u64,
 }
 
 /// Coalesces a follower's read-index requests: one request to the leader at a time, and a read
@@ -244,7 +262,8 @@ impl Dispatcher {
         ))
     }
 
-    /// Serves one read at `consistency` from this node's committed data.
+    /// Serves one autocommit read at `consistency`: on the node the balancer picks among the
+    /// healthy members, retried on another when that node fails before it answers.
     pub async fn query(
         &self,
         statement: Statement,
@@ -257,6 +276,73 @@ impl Dispatcher {
             Consistency::Session => min_index,
             Consistency::Linearizable => self.read_index(deadline).await?.max(min_index),
         };
+        let key = self
+            .balancer
+            .key(balance::first_table(&statement.sql).as_deref(), None);
+        let mut failed: Vec<NodeId> = Vec::new();
+        loop {
+            let members = self.read_members();
+            let eligible: Vec<balance::Eligible> = members
+                .iter()
+                .map(|(node, _)| balance::Eligible {
+                    node: *node,
+                    eligible: *node == self.node_id
+                        || (self.health.is_healthy(*node) && !failed.contains(node)),
+                })
+                .collect();
+            let node = match self.balancer.start(&eligible, key) {
+                Some(node) => node,
+                None => {
+                    // Nothing else may serve it (this node drained, say): serve it here.
+                    self.balancer.start_on(self.node_id);
+                    self.node_id
+                }
+            };
+            let started = Instant::now();
+            let result = match members.iter().find(|(id, _)| *id == node) {
+                Some((_, addr)) if node != self.node_id => {
+                    self.remote_read(addr, &statement, needed, deadline).await
+                }
+                _ => self.serve_read(statement.clone(), needed, deadline).await,
+            };
+            let bytes = result.as_ref().map_or(0, |r| result_bytes(&r.result));
+            // A SQL error is the statement's fault, not the node's.
+            let node_ok = !matches!(
+                &result,
+                Err(e) if !matches!(e, RequestError::Sql(_))
+            );
+            self.balancer
+                .finish(node, node_ok, bytes, started.elapsed());
+            match result {
+                Err(e)
+                    if node != self.node_id && retry_elsewhere(&e) && Instant::now() < deadline =>
+                {
+                    tracing::debug!(node, error = %e, "read failed on a node; retrying elsewhere");
+                    self.health.record_read_failure(node);
+                    failed.push(node);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The members that may serve reads, with their addresses.
+    fn read_members(&self) -> Vec<(NodeId, NodeAddr)> {
+        let m = metrics::snapshot(&self.raft);
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, addr)| (*id, addr.clone()))
+            .collect()
+    }
+
+    /// Serves a read from this node's committed data once it has applied `needed`.
+    pub async fn serve_read(
+        &self,
+        statement: Statement,
+        needed: LogIndex,
+        deadline: Instant,
+    ) -> Result<ReadOutcome, RequestError> {
         let index = self.wait_applied(needed, deadline).await?;
         let result = self.engine.query(statement).await.map_err(|e| match e {
             ReadError::Sql(sql) => RequestError::Sql(sql),
@@ -267,6 +353,43 @@ impl Dispatcher {
             node: self.node_id,
             index,
         })
+    }
+
+    /// Has `addr`'s node serve the read.
+    async fn remote_read(
+        &self,
+        addr: &NodeAddr,
+        statement: &Statement,
+        needed: LogIndex,
+        deadline: Instant,
+    ) -> Result<ReadOutcome, RequestError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // The node may wait for the index only part of the time, so a lagging node leaves
+        // time to retry elsewhere.
+        let wait = (remaining / 2).min(Duration::from_secs(1));
+        // A stopped node must not hold the read for its whole deadline.
+        let attempt = remaining.min(wait + Duration::from_secs(1));
+        let request = RemoteRead {
+            statement: statement.clone(),
+            needed,
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        };
+        match self
+            .peers
+            .call::<_, Result<ReadOutcome, RequestError>>(
+                &addr.raft,
+                paths::QUERY,
+                &request,
+                attempt,
+            )
+            .await
+        {
+            Ok(answer) => answer,
+            Err(PeerError::Timeout { addr }) => Err(RequestError::Timeout(format!(
+                "node at {addr} did not answer the read in time"
+            ))),
+            Err(e) => Err(RequestError::Unavailable(e.to_string())),
+        }
     }
 
     /// The index a linearizable read must observe: confirmed by the leader with a quorum
@@ -348,6 +471,68 @@ impl Dispatcher {
                 "node {} has not applied index {index} yet",
                 self.node_id
             ))),
+        }
+    }
+}
+
+/// Whether a read that failed on another node may be retried on a different one: the node
+/// did not answer, or could not serve it in time; never a SQL error.
+fn retry_elsewhere(error: &RequestError) -> bool {
+    matches!(
+        error,
+        RequestError::Unavailable(_) | RequestError::Timeout(_) | RequestError::NotLeader { .. }
+    )
+}
+
+/// About how many bytes a result carries, for the statistics.
+fn result_bytes(result: &QueryResult) -> u64 {
+    use crate::storage::request::SqlValue;
+    let values: usize = result
+        .rows
+        .iter()
+        .flatten()
+        .map(|value| match value {
+            SqlValue::Null => 1,
+            SqlValue::Integer(_) | SqlValue::Real(_) => 8,
+            SqlValue::Text(t) => t.len(),
+            SqlValue::Blob(b) => b.len(),
+        })
+        .sum();
+    values as u64
+}
+
+/// Probes every other member's health each interval until `stop` turns true.
+pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let settings = dispatcher.health.settings();
+        let members = dispatcher.read_members();
+        let ids: Vec<NodeId> = members.iter().map(|(id, _)| *id).collect();
+        dispatcher.health.retain(&ids);
+        let own_applied = dispatcher
+            .engine
+            .visible()
+            .borrow()
+            .map(|l| l.index)
+            .unwrap_or(0);
+        let probes = members
+            .into_iter()
+            .filter(|(id, _)| *id != dispatcher.node_id)
+            .map(|(id, addr)| {
+                let peers = dispatcher.peers.clone();
+                async move {
+                    let answer = peers
+                        .call::<_, LogIndex>(&addr.raft, paths::HEALTH, &(), settings.interval)
+                        .await;
+                    (id, answer.ok())
+                }
+            });
+        let tick = tokio::time::sleep(settings.interval);
+        for (id, applied) in futures::future::join_all(probes).await {
+            dispatcher.health.record_probe(id, applied, own_applied);
+        }
+        tokio::select! {
+            () = tick => {}
+            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

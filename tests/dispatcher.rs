@@ -1,0 +1,202 @@
+//! The read balancer end to end, real node processes: reads over one PostgreSQL connection
+//! are spread over the nodes by the configured scheduler (counted in `/v1/status`); a node
+//! stopped with SIGSTOP leaves the read pool within a second without one read failing, and
+//! returns after SIGCONT; reads served by followers are linearizable.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Cluster;
+use serde_json::Value;
+
+/// Reads each node served for clients of node `i`, by node id, from its `/v1/status`.
+async fn served(cluster: &Cluster, i: usize) -> Vec<(u64, u64)> {
+    let status = cluster.status(i).await.expect("status");
+    status["dispatcher"]["nodes"]
+        .as_array()
+        .expect("dispatcher nodes")
+        .iter()
+        .map(|n| {
+            (
+                n["node"].as_u64().expect("node"),
+                n["requests"].as_u64().expect("requests"),
+            )
+        })
+        .collect()
+}
+
+async fn healthy(cluster: &Cluster, i: usize, node: u64) -> bool {
+    let status: Value = cluster.status(i).await.expect("status");
+    status["dispatcher"]["health"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|h| h["node"].as_u64() == Some(node))
+        .is_none_or(|h| h["healthy"].as_bool() == Some(true))
+}
+
+fn count_for(counts: &[(u64, u64)], node: u64) -> u64 {
+    counts
+        .iter()
+        .find(|(n, _)| *n == node)
+        .map_or(0, |(_, c)| *c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn weighted_round_robin_spreads_reads_three_two_one() {
+    let cluster = Cluster::start(
+        3,
+        &[
+            "--dispatcher-scheduler",
+            "wrr",
+            "--dispatcher-weights",
+            "1=3,2=2,3=1",
+        ],
+    )
+    .await;
+    let client = cluster.pg_client(0).await;
+    client
+        .batch_execute(
+            "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')",
+        )
+        .await
+        .expect("setup");
+    let read = client
+        .prepare("SELECT v FROM kv WHERE k = $1")
+        .await
+        .expect("prepare");
+    let before = served(&cluster, 0).await;
+    for _ in 0..1200 {
+        let row = client.query_one(&read, &[&1i32]).await.expect("read");
+        assert_eq!(row.get::<_, String>(0), "one");
+    }
+    let after = served(&cluster, 0).await;
+    let delta: Vec<u64> = [1, 2, 3]
+        .iter()
+        .map(|&n| count_for(&after, n) - count_for(&before, n))
+        .collect();
+    for (got, want) in delta.iter().zip([600u64, 400, 200]) {
+        assert!(
+            got.abs_diff(want) * 100 <= want * 3,
+            "wrr 3:2:1 over 1200 reads: {delta:?}, expected 600/400/200 ±3%"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_node_leaves_the_pool_and_no_read_fails() {
+    let cluster = Cluster::start(3, &[]).await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(30))
+        .await;
+    // Stop a follower; read through the other follower (or the leader).
+    let stopped = (0..3).find(|&i| i != leader).expect("a follower");
+    let reader = (0..3).find(|&i| i != stopped).expect("a reader");
+    let stopped_id = stopped as u64 + 1;
+    let client = cluster.pg_client(reader).await;
+    client
+        .batch_execute("CREATE TABLE kv (k INT PRIMARY KEY, v INT); INSERT INTO kv VALUES (1, 7)")
+        .await
+        .expect("setup");
+
+    let reads = {
+        let client = cluster.pg_client(reader).await;
+        tokio::spawn(async move {
+            let mut done = 0u32;
+            let started = Instant::now();
+            // Bounded in count and time.
+            while done < 3000 && started.elapsed() < Duration::from_secs(20) {
+                let row = client
+                    .query_one("SELECT v FROM kv WHERE k = 1", &[])
+                    .await
+                    .unwrap_or_else(|e| panic!("read {done} failed: {e:?}"));
+                assert_eq!(row.get::<_, i32>(0), 7);
+                done += 1;
+            }
+            done
+        })
+    };
+    common::eventually(
+        Duration::from_secs(10),
+        "the node to serve reads",
+        || async {
+            (count_for(&served(&cluster, reader).await, stopped_id) > 20)
+                .then_some(())
+                .ok_or("not yet")
+        },
+    )
+    .await;
+
+    cluster.signal(stopped, nix::sys::signal::Signal::SIGSTOP);
+    let stopped_at = Instant::now();
+    common::eventually(
+        Duration::from_secs(5),
+        "the stopped node to leave",
+        || async {
+            (!healthy(&cluster, reader, stopped_id).await)
+                .then_some(())
+                .ok_or("not yet")
+        },
+    )
+    .await;
+    let ejected_after = stopped_at.elapsed();
+    assert!(
+        ejected_after < Duration::from_millis(1000),
+        "left the read pool after {ejected_after:?}"
+    );
+    let while_stopped = count_for(&served(&cluster, reader).await, stopped_id);
+
+    cluster.signal(stopped, nix::sys::signal::Signal::SIGCONT);
+    common::eventually(Duration::from_secs(10), "the node to return", || async {
+        healthy(&cluster, reader, stopped_id)
+            .await
+            .then_some(())
+            .ok_or("not yet")
+    })
+    .await;
+    common::eventually(
+        Duration::from_secs(10),
+        "reads on the returned node",
+        || async {
+            (count_for(&served(&cluster, reader).await, stopped_id) > while_stopped)
+                .then_some(())
+                .ok_or("not yet")
+        },
+    )
+    .await;
+    let done = reads.await.expect("reader task");
+    assert!(done > 100, "only {done} reads ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_on_any_node_see_every_acknowledged_write() {
+    let cluster = Cluster::start(3, &["--dispatcher-scheduler", "rr"]).await;
+    let writer = cluster.pg_client(0).await;
+    writer
+        .batch_execute(
+            "CREATE TABLE counter (id INT PRIMARY KEY, n INT); INSERT INTO counter VALUES (1, 0)",
+        )
+        .await
+        .expect("setup");
+    let readers = [cluster.pg_client(1).await, cluster.pg_client(2).await];
+    for n in 1..=150i32 {
+        writer
+            .execute("UPDATE counter SET n = $1 WHERE id = 1", &[&n])
+            .await
+            .expect("write");
+        // Started after the write was acknowledged: must see it, wherever it is served.
+        for reader in &readers {
+            let row = reader
+                .query_one("SELECT n FROM counter WHERE id = 1", &[])
+                .await
+                .expect("read");
+            assert_eq!(row.get::<_, i32>(0), n, "a stale read");
+        }
+    }
+    // The reads really were spread: every node served some for node 2's clients.
+    let counts = served(&cluster, 1).await;
+    for node in [1, 2, 3] {
+        assert!(count_for(&counts, node) > 20, "{counts:?}");
+    }
+}

@@ -54,6 +54,10 @@ enum NodeCommand {
     Add(admin::AddNodeArgs),
     /// Remove a node from the cluster.
     Remove(admin::RemoveNodeArgs),
+    /// Put a node in maintenance: it gets no new reads, and hands leadership away if it leads.
+    Drain(admin::RemoveNodeArgs),
+    /// Take a node out of maintenance.
+    Undrain(admin::RemoveNodeArgs),
 }
 
 #[derive(Subcommand)]
@@ -239,6 +243,8 @@ fn main() -> ExitCode {
             Command::Status(args) => admin::status(&args).await,
             Command::Node(NodeCommand::Add(args)) => admin::add_node(&args).await,
             Command::Node(NodeCommand::Remove(args)) => admin::remove_node(&args).await,
+            Command::Node(NodeCommand::Drain(args)) => admin::drain(&args, true).await,
+            Command::Node(NodeCommand::Undrain(args)) => admin::drain(&args, false).await,
             Command::Leader(LeaderCommand::Transfer(args)) => admin::transfer_leader(&args).await,
             Command::Bench(command) => bench::run(command).await.map_err(|e| e.to_string()),
             Command::Id(command) => ids::cli::run(command).map_err(|e| e.to_string()),

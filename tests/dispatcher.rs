@@ -43,18 +43,73 @@ fn count_for(counts: &[(u64, u64)], node: u64) -> u64 {
         .map_or(0, |(_, c)| *c)
 }
 
+/// Runs `n` reads of one row over `client` and returns how many each node served for node
+/// `i`'s clients meanwhile, by node id 1..=3.
+async fn reads_served(
+    cluster: &Cluster,
+    i: usize,
+    client: &tokio_postgres::Client,
+    n: usize,
+) -> Vec<u64> {
+    let read = client
+        .prepare("SELECT v FROM kv WHERE k = $1")
+        .await
+        .expect("prepare");
+    let before = served(cluster, i).await;
+    for _ in 0..n {
+        let row = client.query_one(&read, &[&1i32]).await.expect("read");
+        assert_eq!(row.get::<_, String>(0), "one");
+    }
+    let after = served(cluster, i).await;
+    [1, 2, 3]
+        .iter()
+        .map(|&n| count_for(&after, n) - count_for(&before, n))
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn weighted_round_robin_spreads_reads_three_two_one() {
-    let cluster = Cluster::start(
-        3,
-        &[
-            "--dispatcher-scheduler",
-            "wrr",
-            "--dispatcher-weights",
-            "1=3,2=2,3=1",
-        ],
-    )
+async fn weights_set_through_the_api_split_reads_and_drain_stops_them() {
+    let cluster = Cluster::start(3, &[]).await;
+    // An invalid change is refused whole.
+    let (status, body) = cluster
+        .put(
+            1,
+            "/v1/dispatcher",
+            &serde_json::json!({"scheduler": "wrr", "weights": {"9": 1}}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.to_string().contains("unknown node"), "{body}");
+    let (status, body) = cluster
+        .put(
+            1,
+            "/v1/dispatcher",
+            &serde_json::json!({"scheduler": "fastest"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        cluster.get(0, "/v1/dispatcher").await.expect("get")["scheduler"],
+        "wlc"
+    );
+
+    // Set on node 2, replicated: node 1 dispatches by it.
+    let (status, body) = cluster
+        .put(
+            1,
+            "/v1/dispatcher",
+            &serde_json::json!({"scheduler": "wrr", "weights": {"1": 3, "2": 2, "3": 1}}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    common::eventually(Duration::from_secs(10), "node 1 to install wrr", || async {
+        let view = cluster.get(0, "/v1/dispatcher").await.expect("get");
+        (view["scheduler"] == "wrr" && view["weights"]["1"] == 3)
+            .then_some(())
+            .ok_or(view)
+    })
     .await;
+
     let client = cluster.pg_client(0).await;
     client
         .batch_execute(
@@ -62,26 +117,31 @@ async fn weighted_round_robin_spreads_reads_three_two_one() {
         )
         .await
         .expect("setup");
-    let read = client
-        .prepare("SELECT v FROM kv WHERE k = $1")
-        .await
-        .expect("prepare");
-    let before = served(&cluster, 0).await;
-    for _ in 0..1200 {
-        let row = client.query_one(&read, &[&1i32]).await.expect("read");
-        assert_eq!(row.get::<_, String>(0), "one");
-    }
-    let after = served(&cluster, 0).await;
-    let delta: Vec<u64> = [1, 2, 3]
-        .iter()
-        .map(|&n| count_for(&after, n) - count_for(&before, n))
-        .collect();
-    for (got, want) in delta.iter().zip([600u64, 400, 200]) {
+    let split = reads_served(&cluster, 0, &client, 1200).await;
+    for (got, want) in split.iter().zip([600u64, 400, 200]) {
         assert!(
             got.abs_diff(want) * 100 <= want * 3,
-            "wrr 3:2:1 over 1200 reads: {delta:?}, expected 600/400/200 ±3%"
+            "wrr 3:2:1 over 1200 reads: {split:?}, expected 600/400/200 ±3%"
         );
     }
+
+    // Drained: node 3 gets no new reads; undrained: it does again.
+    let drain = std::process::Command::new(env!("CARGO_BIN_EXE_phalanx"))
+        .args(["node", "drain", "3", "--cluster", &cluster.nodes[0].http])
+        .output()
+        .expect("phalanx node drain");
+    assert!(drain.status.success(), "{drain:?}");
+    let view = cluster.get(0, "/v1/dispatcher").await.expect("get");
+    assert_eq!(view["nodes"][2]["effective_weight"], 0, "{view}");
+    assert_eq!(view["nodes"][2]["configured_weight"], 1, "{view}");
+    let drained = reads_served(&cluster, 0, &client, 300).await;
+    assert_eq!(drained[2], 0, "a drained node served reads: {drained:?}");
+    let (status, _) = cluster
+        .put(0, "/v1/dispatcher", &serde_json::json!({"undrain": [3]}))
+        .await;
+    assert_eq!(status, 200);
+    let back = reads_served(&cluster, 0, &client, 300).await;
+    assert!(back[2] >= 40, "undrained node 3 served {back:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

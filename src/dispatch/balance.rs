@@ -30,6 +30,22 @@ pub struct BalancerSettings {
     pub default_weight: u32,
     /// Where locality and hashing schedulers take their key from.
     pub key_source: Option<HashKeySource>,
+    /// Nodes in maintenance: weight 0 whatever their configured weight.
+    pub drained: std::collections::BTreeSet<NodeId>,
+}
+
+impl BalancerSettings {
+    /// The weight reads see: 0 when drained, else the configured one.
+    pub fn effective_weight(&self, node: NodeId) -> u32 {
+        if self.drained.contains(&node) {
+            0
+        } else {
+            self.weights
+                .get(&node)
+                .copied()
+                .unwrap_or(self.default_weight)
+        }
+    }
 }
 
 impl Default for BalancerSettings {
@@ -39,6 +55,7 @@ impl Default for BalancerSettings {
             weights: BTreeMap::new(),
             default_weight: 1,
             key_source: None,
+            drained: Default::default(),
         }
     }
 }
@@ -179,12 +196,7 @@ impl ReadBalancer {
         state.candidates.clear();
         for n in nodes {
             let counters = state.nodes.entry(n.node).or_default();
-            let weight = state
-                .settings
-                .weights
-                .get(&n.node)
-                .copied()
-                .unwrap_or(state.settings.default_weight);
+            let weight = state.settings.effective_weight(n.node);
             state.candidates.push(Candidate {
                 node: n.node,
                 weight,
@@ -243,12 +255,7 @@ impl ReadBalancer {
                     |p: usize| (!sorted.is_empty()).then(|| sorted[(sorted.len() - 1) * p / 100]);
                 NodeStats {
                     node: *node,
-                    weight: state
-                        .settings
-                        .weights
-                        .get(node)
-                        .copied()
-                        .unwrap_or(state.settings.default_weight),
+                    weight: state.settings.effective_weight(*node),
                     in_flight: c.in_flight,
                     requests: c.requests,
                     errors: c.errors,

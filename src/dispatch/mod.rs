@@ -13,6 +13,7 @@ pub mod balance;
 pub mod error;
 pub mod health;
 pub mod scheduler;
+pub mod settings;
 pub mod transaction;
 pub mod write;
 
@@ -502,8 +503,11 @@ fn result_bytes(result: &QueryResult) -> u64 {
 }
 
 /// Probes every other member's health each interval until `stop` turns true.
+/// After each round, installs the replicated dispatcher settings if they changed.
 pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut installed: Option<String> = None;
     loop {
+        installed = settings::load_replicated(&dispatcher, installed).await;
         let settings = dispatcher.health.settings();
         let members = dispatcher.read_members();
         let ids: Vec<NodeId> = members.iter().map(|(id, _)| *id).collect();

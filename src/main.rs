@@ -29,7 +29,7 @@ enum Command {
     /// Run an N-node cluster of separate processes on this machine, in the foreground.
     Local(LocalArgs),
     /// Show the cluster's members, roles, health and indexes.
-    Status(admin::ClusterArg),
+    Status(admin::StatusArgs),
     /// Add or remove cluster members.
     #[command(subcommand)]
     Node(NodeCommand),

@@ -142,6 +142,36 @@ async fn weights_set_through_the_api_split_reads_and_drain_stops_them() {
     assert_eq!(status, 200);
     let back = reads_served(&cluster, 0, &client, 300).await;
     assert!(back[2] >= 40, "undrained node 3 served {back:?}");
+
+    // The same counters in Prometheus' format and in `phalanx status`.
+    let counts = served(&cluster, 0).await;
+    let metrics = reqwest::get(format!("http://{}/metrics", cluster.nodes[0].http))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    for (node, requests) in &counts {
+        let line = format!("phalanx_dispatch_requests_total{{node=\"{node}\"}} {requests}");
+        assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
+    }
+    assert!(metrics.contains("# TYPE phalanx_dispatch_latency_seconds summary"));
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_phalanx"))
+        .args(["status", "--cluster", &cluster.nodes[0].http])
+        .output()
+        .expect("phalanx status");
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(table.contains("scheduler wrr"), "{table}");
+    for (node, requests) in &counts {
+        assert!(
+            table.lines().any(|l| {
+                let words: Vec<&str> = l.split_whitespace().collect();
+                words.first() == Some(&node.to_string().as_str())
+                    && words.get(3) == Some(&requests.to_string().as_str())
+            }),
+            "node {node} with {requests} requests in:\n{table}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

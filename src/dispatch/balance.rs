@@ -87,9 +87,42 @@ pub fn parse_weights(text: &str) -> Result<BTreeMap<NodeId, u32>, BalancerError>
     Ok(weights)
 }
 
+/// Requests per whole second, for the 1 s / 10 s / 60 s rates: (second, count), oldest
+/// first, at most 61 entries.
+#[derive(Debug, Default)]
+struct PerSecond(std::collections::VecDeque<(u64, u64)>);
+
+impl PerSecond {
+    fn count(&mut self, second: u64) {
+        match self.0.back_mut() {
+            Some((s, n)) if *s == second => *n += 1,
+            _ => self.0.push_back((second, 1)),
+        }
+        while self
+            .0
+            .front()
+            .is_some_and(|(s, _)| second.saturating_sub(*s) > 60)
+        {
+            self.0.pop_front();
+        }
+    }
+
+    /// Requests per second over the `window` whole seconds before `now`.
+    fn rate(&self, now: u64, window: u64) -> f64 {
+        let total: u64 = self
+            .0
+            .iter()
+            .filter(|(s, _)| *s < now && now - *s <= window)
+            .map(|(_, n)| n)
+            .sum();
+        total as f64 / window as f64
+    }
+}
+
 /// One node's counters.
 #[derive(Debug, Default)]
 struct NodeCounters {
+    per_second: PerSecond,
     in_flight: u32,
     requests: u64,
     errors: u64,
@@ -100,7 +133,7 @@ struct NodeCounters {
 }
 
 /// One node's counters as shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeStats {
     pub node: NodeId,
     pub weight: u32,
@@ -110,6 +143,10 @@ pub struct NodeStats {
     pub bytes_out: u64,
     pub latency_p50_us: Option<u64>,
     pub latency_p99_us: Option<u64>,
+    /// Requests per second over the last 1, 10 and 60 whole seconds.
+    pub rate_1s: f64,
+    pub rate_10s: f64,
+    pub rate_60s: f64,
 }
 
 struct State {
@@ -119,6 +156,22 @@ struct State {
     nodes: BTreeMap<NodeId, NodeCounters>,
     /// Reused for each pick, so a pick does not allocate.
     candidates: Vec<Candidate>,
+    /// Seconds for the rates count from here.
+    epoch: std::time::Instant,
+}
+
+impl State {
+    fn second(&self) -> u64 {
+        self.epoch.elapsed().as_secs()
+    }
+
+    fn count_start(&mut self, node: NodeId) {
+        let second = self.second();
+        let counters = self.nodes.entry(node).or_default();
+        counters.in_flight += 1;
+        counters.requests += 1;
+        counters.per_second.count(second);
+    }
 }
 
 /// The balancer; one per node, shared by every session.
@@ -143,6 +196,7 @@ impl ReadBalancer {
                 rng: SeededRng::new(seed),
                 nodes: BTreeMap::new(),
                 candidates: Vec::new(),
+                epoch: std::time::Instant::now(),
             }),
         })
     }
@@ -208,19 +262,14 @@ impl ReadBalancer {
         let node = state
             .scheduler
             .pick(&state.candidates, key, &mut state.rng)?;
-        let counters = state.nodes.entry(node).or_default();
-        counters.in_flight += 1;
-        counters.requests += 1;
+        state.count_start(node);
         Some(node)
     }
 
     /// Counts a read started on `node` without a pick (served locally because nothing else
     /// could be chosen).
     pub fn start_on(&self, node: NodeId) {
-        let mut state = self.lock();
-        let counters = state.nodes.entry(node).or_default();
-        counters.in_flight += 1;
-        counters.requests += 1;
+        self.lock().count_start(node);
     }
 
     /// Ends a read started on `node`.
@@ -245,6 +294,7 @@ impl ReadBalancer {
     /// Every node's counters, by node id.
     pub fn stats(&self) -> Vec<NodeStats> {
         let state = self.lock();
+        let now = state.second();
         state
             .nodes
             .iter()
@@ -262,6 +312,9 @@ impl ReadBalancer {
                     bytes_out: c.bytes_out,
                     latency_p50_us: percentile(50),
                     latency_p99_us: percentile(99),
+                    rate_1s: c.per_second.rate(now, 1),
+                    rate_10s: c.per_second.rate(now, 10),
+                    rate_60s: c.per_second.rate(now, 60),
                 }
             })
             .collect()
@@ -334,6 +387,26 @@ mod tests {
             eligible: false,
         }];
         assert_eq!(balancer.start(&none, None), None);
+    }
+
+    #[test]
+    fn rates_count_whole_seconds_before_now() {
+        let mut per_second = PerSecond::default();
+        for second in [0, 0, 1, 1, 1, 5, 9, 65] {
+            per_second.count(second);
+        }
+        assert_eq!(
+            per_second.0.front(),
+            Some(&(5, 1)),
+            "older than 60 s dropped"
+        );
+        let mut recent = PerSecond::default();
+        for second in [0, 0, 1, 1, 1, 5, 9] {
+            recent.count(second);
+        }
+        assert_eq!(recent.rate(2, 1), 3.0, "second 1 had 3");
+        assert_eq!(recent.rate(10, 10), 0.7, "seconds 0..=9 had 7");
+        assert_eq!(recent.rate(9, 1), 0.0, "second 8 had none");
     }
 
     #[test]

@@ -17,6 +17,7 @@
 pub mod error;
 pub mod ids;
 pub mod json;
+pub mod metrics;
 pub mod status;
 
 use axum::Json;
@@ -60,6 +61,7 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/leader/transfer", post(transfer_leader))
         .route("/v1/health", get(health))
         .route("/v1/ids", get(ids::ids))
+        .route("/metrics", get(metrics::metrics))
         .route("/v1/dispatcher", get(get_dispatcher).put(put_dispatcher))
         .fallback(not_found)
         .with_state(state)

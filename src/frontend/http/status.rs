@@ -145,6 +145,9 @@ fn dispatcher_status(d: &crate::dispatch::Dispatcher) -> Value {
                 "bytes_out": s.bytes_out,
                 "latency_p50_us": s.latency_p50_us,
                 "latency_p99_us": s.latency_p99_us,
+                "rate_1s": s.rate_1s,
+                "rate_10s": s.rate_10s,
+                "rate_60s": s.rate_60s,
                 "healthy": probed.is_none_or(|h| h.healthy),
             })
         })

@@ -290,3 +290,61 @@ async fn reads_on_any_node_see_every_acknowledged_write() {
         assert!(count_for(&counts, node) > 20, "{counts:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
+    let cluster = Cluster::start(3, &[]).await;
+    let (status, body) = cluster
+        .put(
+            0,
+            "/v1/dispatcher",
+            &serde_json::json!({
+                "scheduler": "rr",
+                "tags": {"3": ["reporting"]},
+                "rules": [{"name": "reports", "tables": ["report_daily"], "target": {"tag": "reporting"}}],
+            }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let client = cluster.pg_client(0).await;
+    client
+        .batch_execute(
+            "CREATE TABLE report_daily (day INT PRIMARY KEY, total INT); \
+             INSERT INTO report_daily VALUES (1, 10); \
+             CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')",
+        )
+        .await
+        .expect("setup");
+    let before = served(&cluster, 0).await;
+    for _ in 0..100 {
+        let row = client
+            .query_one("SELECT total FROM report_daily WHERE day = 1", &[])
+            .await
+            .expect("report read");
+        assert_eq!(row.get::<_, i32>(0), 10);
+    }
+    let after = served(&cluster, 0).await;
+    let delta: Vec<u64> = [1, 2, 3]
+        .iter()
+        .map(|&n| count_for(&after, n) - count_for(&before, n))
+        .collect();
+    assert_eq!(delta, [0, 0, 100], "matching reads went elsewhere");
+    // Other reads still spread over every node.
+    let others = reads_served(&cluster, 0, &client, 90).await;
+    assert!(others.iter().all(|&n| n >= 20), "{others:?}");
+    let status = cluster.status(0).await.expect("status");
+    assert_eq!(
+        status["dispatcher"]["rules"][0]["hits"], 100,
+        "{}",
+        status["dispatcher"]
+    );
+    // A rule naming a tag no node has is refused.
+    let (status, body) = cluster
+        .put(
+            0,
+            "/v1/dispatcher",
+            &serde_json::json!({"rules": [{"name": "x", "target": {"tag": "nowhere"}}]}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+}

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::dispatch::routing::{CompiledRule, ReadContext, RoutingRule, RuleError, RuleTarget};
 use crate::dispatch::scheduler::{
     Candidate, HashKeySource, Scheduler, SchedulerError, SchedulerKind, SchedulerParams, SeededRng,
     hash_key, new_scheduler,
@@ -32,6 +33,10 @@ pub struct BalancerSettings {
     pub key_source: Option<HashKeySource>,
     /// Nodes in maintenance: weight 0 whatever their configured weight.
     pub drained: std::collections::BTreeSet<NodeId>,
+    /// Tags per node, for routing rules (`reporting`, ...).
+    pub tags: BTreeMap<NodeId, std::collections::BTreeSet<String>>,
+    /// Routing rules, in order.
+    pub rules: Vec<RoutingRule>,
 }
 
 impl BalancerSettings {
@@ -56,6 +61,8 @@ impl Default for BalancerSettings {
             default_weight: 1,
             key_source: None,
             drained: Default::default(),
+            tags: BTreeMap::new(),
+            rules: Vec::new(),
         }
     }
 }
@@ -65,6 +72,8 @@ impl Default for BalancerSettings {
 pub enum BalancerError {
     #[error(transparent)]
     Scheduler(#[from] SchedulerError),
+    #[error(transparent)]
+    Rule(#[from] RuleError),
     #[error("invalid weights {text:?}: {reason} (expected ID=WEIGHT pairs, e.g. 1=3,2=2,3=1)")]
     Weights { text: String, reason: String },
 }
@@ -158,6 +167,10 @@ struct State {
     candidates: Vec<Candidate>,
     /// Seconds for the rates count from here.
     epoch: std::time::Instant,
+    /// The routing rules, compiled, and each one's hits.
+    rules: Vec<(CompiledRule, u64)>,
+    /// Schedulers named by routing rules, created on first use.
+    rule_schedulers: std::collections::HashMap<SchedulerKind, Box<dyn Scheduler>>,
 }
 
 impl State {
@@ -189,8 +202,14 @@ pub struct Eligible {
 impl ReadBalancer {
     pub fn new(settings: BalancerSettings, seed: u64) -> Result<ReadBalancer, BalancerError> {
         let scheduler = new_scheduler(settings.scheduler, &SchedulerParams::default())?;
+        let rules = crate::dispatch::routing::compile(&settings.rules, &settings.tags)?
+            .into_iter()
+            .map(|rule| (rule, 0))
+            .collect();
         Ok(ReadBalancer {
             state: Mutex::new(State {
+                rules,
+                rule_schedulers: std::collections::HashMap::new(),
                 settings,
                 scheduler,
                 rng: SeededRng::new(seed),
@@ -214,10 +233,60 @@ impl ReadBalancer {
     /// Replaces the settings; the scheduler starts over (its state belongs to the old one).
     pub fn configure(&self, settings: BalancerSettings) -> Result<(), BalancerError> {
         let scheduler = new_scheduler(settings.scheduler, &SchedulerParams::default())?;
+        let rules = crate::dispatch::routing::compile(&settings.rules, &settings.tags)?;
         let mut state = self.lock();
         state.scheduler = scheduler;
+        state.rule_schedulers.clear();
+        // Hits carry over for rules that keep their name.
+        let old: BTreeMap<String, u64> = state
+            .rules
+            .iter()
+            .map(|(r, hits)| (r.rule.name.clone(), *hits))
+            .collect();
+        state.rules = rules
+            .into_iter()
+            .map(|r| {
+                let hits = old.get(&r.rule.name).copied().unwrap_or(0);
+                (r, hits)
+            })
+            .collect();
         state.settings = settings;
         Ok(())
+    }
+
+    /// The first routing rule `sql` matches (its hit counted), and where it sends the read.
+    pub fn route(&self, sql: &str, context: &ReadContext) -> Option<RuleTarget> {
+        let mut state = self.lock();
+        if state.rules.is_empty() {
+            return None;
+        }
+        let tables = crate::dispatch::routing::tables_read(sql);
+        let (rule, hits) = state
+            .rules
+            .iter_mut()
+            .find(|(rule, _)| rule.matches(sql, &tables, context))?;
+        *hits += 1;
+        Some(rule.rule.target.clone())
+    }
+
+    /// The nodes carrying `tag`.
+    pub fn tagged(&self, tag: &str) -> Vec<NodeId> {
+        self.lock()
+            .settings
+            .tags
+            .iter()
+            .filter(|(_, tags)| tags.contains(tag))
+            .map(|(node, _)| *node)
+            .collect()
+    }
+
+    /// Each routing rule's name and hits, in order.
+    pub fn rule_hits(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .rules
+            .iter()
+            .map(|(rule, hits)| (rule.rule.name.clone(), *hits))
+            .collect()
     }
 
     /// The key a request hashes to under the configured key source, from what the caller
@@ -244,7 +313,12 @@ impl ReadBalancer {
 
     /// Picks the node for one read among `nodes`, and counts it as started there. `None`
     /// when none may serve it.
-    pub fn start(&self, nodes: &[Eligible], key: Option<u64>) -> Option<NodeId> {
+    pub fn start(
+        &self,
+        nodes: &[Eligible],
+        key: Option<u64>,
+        scheduler: Option<SchedulerKind>,
+    ) -> Option<NodeId> {
         let mut guard = self.lock();
         let state = &mut *guard;
         state.candidates.clear();
@@ -259,9 +333,19 @@ impl ReadBalancer {
                 eligible: n.eligible,
             });
         }
-        let node = state
-            .scheduler
-            .pick(&state.candidates, key, &mut state.rng)?;
+        let chosen = match scheduler {
+            Some(kind) if kind != state.settings.scheduler => {
+                let named = match state.rule_schedulers.entry(kind) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(new_scheduler(kind, &SchedulerParams::default()).ok()?)
+                    }
+                };
+                named.pick(&state.candidates, key, &mut state.rng)
+            }
+            _ => state.scheduler.pick(&state.candidates, key, &mut state.rng),
+        };
+        let node = chosen?;
         state.count_start(node);
         Some(node)
     }
@@ -357,7 +441,7 @@ mod tests {
         .expect("balancer");
         let nodes = all(&[1, 2, 3]);
         for _ in 0..600 {
-            let node = balancer.start(&nodes, None).expect("a node");
+            let node = balancer.start(&nodes, None, None).expect("a node");
             balancer.finish(node, true, 10, Duration::from_micros(100));
         }
         let requests: Vec<u64> = balancer.stats().iter().map(|s| s.requests).collect();
@@ -380,13 +464,13 @@ mod tests {
             },
         ];
         for _ in 0..10 {
-            assert_eq!(balancer.start(&nodes, None), Some(2));
+            assert_eq!(balancer.start(&nodes, None, None), Some(2));
         }
         let none = [Eligible {
             node: 1,
             eligible: false,
         }];
-        assert_eq!(balancer.start(&none, None), None);
+        assert_eq!(balancer.start(&none, None, None), None);
     }
 
     #[test]

@@ -12,6 +12,7 @@
 pub mod balance;
 pub mod error;
 pub mod health;
+pub mod routing;
 pub mod scheduler;
 pub mod settings;
 pub mod transaction;
@@ -270,16 +271,34 @@ impl Dispatcher {
         statement: Statement,
         consistency: Consistency,
         min_index: LogIndex,
+        context: &routing::ReadContext,
     ) -> Result<ReadOutcome, RequestError> {
         let deadline = Instant::now() + self.timeouts.read;
+        let target = self.balancer.route(&statement.sql, context);
         let needed = match consistency {
             Consistency::Any => 0,
             Consistency::Session => min_index,
             Consistency::Linearizable => self.read_index(deadline).await?.max(min_index),
         };
-        let key = self
-            .balancer
-            .key(balance::first_table(&statement.sql).as_deref(), None);
+        let key = self.balancer.key(
+            balance::first_table(&statement.sql).as_deref(),
+            context.session,
+        );
+        // A routing rule may narrow the nodes or name the scheduler.
+        let (allowed, scheduler): (Option<Vec<NodeId>>, _) = match &target {
+            None => (None, None),
+            Some(routing::RuleTarget::Tag(tag)) => (Some(self.balancer.tagged(tag)), None),
+            Some(routing::RuleTarget::Leader) => (
+                Some(
+                    metrics::snapshot(&self.raft)
+                        .current_leader
+                        .into_iter()
+                        .collect(),
+                ),
+                None,
+            ),
+            Some(routing::RuleTarget::Scheduler(kind)) => (None, Some(*kind)),
+        };
         let mut failed: Vec<NodeId> = Vec::new();
         loop {
             let members = self.read_members();
@@ -287,12 +306,18 @@ impl Dispatcher {
                 .iter()
                 .map(|(node, _)| balance::Eligible {
                     node: *node,
-                    eligible: *node == self.node_id
-                        || (self.health.is_healthy(*node) && !failed.contains(node)),
+                    eligible: allowed.as_ref().is_none_or(|a| a.contains(node))
+                        && (*node == self.node_id
+                            || (self.health.is_healthy(*node) && !failed.contains(node))),
                 })
                 .collect();
-            let node = match self.balancer.start(&eligible, key) {
+            let node = match self.balancer.start(&eligible, key, scheduler) {
                 Some(node) => node,
+                None if allowed.is_some() => {
+                    return Err(RequestError::Unavailable(format!(
+                        "no healthy node the routing rule allows ({target:?})"
+                    )));
+                }
                 None => {
                     // Nothing else may serve it (this node drained, say): serve it here.
                     self.balancer.start_on(self.node_id);

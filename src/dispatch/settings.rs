@@ -16,6 +16,7 @@ use crate::dispatch::Dispatcher;
 use crate::dispatch::balance::BalancerSettings;
 use crate::dispatch::error::RequestError;
 use crate::dispatch::health::HealthSettings;
+use crate::dispatch::routing::RoutingRule;
 use crate::dispatch::scheduler::{HashKeySource, SchedulerKind};
 use crate::raft::metrics;
 use crate::raft::types::NodeId;
@@ -36,6 +37,12 @@ pub struct DispatcherConfig {
     pub key_source: Option<HashKeySource>,
     /// Nodes in maintenance (weight 0, whatever their configured weight).
     pub drained: BTreeSet<NodeId>,
+    /// Tags per node, which routing rules name.
+    #[serde(default)]
+    pub tags: BTreeMap<NodeId, BTreeSet<String>>,
+    /// Routing rules, first match wins.
+    #[serde(default)]
+    pub rules: Vec<RoutingRule>,
     pub health: HealthConfig,
 }
 
@@ -59,6 +66,10 @@ pub struct DispatcherUpdate {
     pub key_source: Option<String>,
     pub drain: Option<Vec<NodeId>>,
     pub undrain: Option<Vec<NodeId>>,
+    /// Replaces the tags of the nodes named (an empty list clears a node's tags).
+    pub tags: Option<BTreeMap<NodeId, BTreeSet<String>>>,
+    /// Replaces the whole rule list.
+    pub rules: Option<Vec<RoutingRule>>,
     pub health: Option<HealthUpdate>,
 }
 
@@ -87,6 +98,8 @@ impl DispatcherConfig {
             default_weight: balancer.default_weight,
             key_source: balancer.key_source,
             drained: balancer.drained,
+            tags: balancer.tags,
+            rules: balancer.rules,
             health: HealthConfig {
                 interval_ms: u64::try_from(health.interval.as_millis()).unwrap_or(u64::MAX),
                 fall: health.fall,
@@ -145,6 +158,19 @@ impl DispatcherConfig {
             unknown(&mut drain.iter(), "drain")?;
             next.drained.extend(drain.iter().copied());
         }
+        if let Some(tags) = &update.tags {
+            unknown(&mut tags.keys(), "tags")?;
+            for (node, node_tags) in tags {
+                if node_tags.is_empty() {
+                    next.tags.remove(node);
+                } else {
+                    next.tags.insert(*node, node_tags.clone());
+                }
+            }
+        }
+        if let Some(rules) = &update.rules {
+            next.rules = rules.clone();
+        }
         if let Some(undrain) = &update.undrain {
             for node in undrain {
                 next.drained.remove(node);
@@ -179,6 +205,8 @@ impl DispatcherConfig {
                 "health.fall and health.rise must be at least 1".into(),
             ));
         }
+        crate::dispatch::routing::compile(&self.rules, &self.tags)
+            .map_err(|e| InvalidSettings(e.to_string()))?;
         Ok(())
     }
 
@@ -189,6 +217,8 @@ impl DispatcherConfig {
             default_weight: self.default_weight,
             key_source: self.key_source,
             drained: self.drained.clone(),
+            tags: self.tags.clone(),
+            rules: self.rules.clone(),
         }
     }
 
@@ -286,6 +316,8 @@ mod tests {
             default_weight: 1,
             key_source: None,
             drained: BTreeSet::new(),
+            tags: BTreeMap::new(),
+            rules: Vec::new(),
             health: HealthConfig {
                 interval_ms: 200,
                 fall: 3,
@@ -316,6 +348,8 @@ mod tests {
             r#"{"health":{"interval_ms":1}}"#,
             r#"{"health":{"rise":0}}"#,
             r#"{"key_source":"moon"}"#,
+            r#"{"rules":[{"name":"r","target":{"tag":"reporting"}}]}"#,
+            r#"{"tags":{"8":["reporting"]}}"#,
         ] {
             let update: DispatcherUpdate = serde_json::from_str(bad).expect("parses");
             assert!(config().updated(&update, &members).is_err(), "{bad}");

@@ -134,6 +134,24 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         "Read latency per node over the last 1024 reads.",
         &latency,
     );
+    let rules: Vec<(String, f64)> = d
+        .balancer
+        .rule_hits()
+        .into_iter()
+        .map(|(name, hits)| {
+            (
+                format!("rule=\"{}\"", name.replace(['"', '\\', '\n'], "_")),
+                hits as f64,
+            )
+        })
+        .collect();
+    family(
+        &mut out,
+        "phalanx_dispatch_rule_hits_total",
+        "counter",
+        "Reads each routing rule matched.",
+        &rules,
+    );
     let health: Vec<(String, f64)> = d
         .health
         .view()

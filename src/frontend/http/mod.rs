@@ -185,7 +185,12 @@ async fn query(State(state): State<HttpState>, request: Request) -> Result<Json<
     })?;
     let outcome = state
         .dispatcher
-        .query(statement, consistency, min_index)
+        .query(
+            statement,
+            consistency,
+            min_index,
+            &crate::dispatch::routing::ReadContext::default(),
+        )
         .await?;
     Ok(Json(json!({
         "columns": outcome.result.columns,

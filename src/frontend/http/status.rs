@@ -158,5 +158,6 @@ fn dispatcher_status(d: &crate::dispatch::Dispatcher) -> Value {
         "default_weight": settings.default_weight,
         "nodes": nodes,
         "health": health,
+        "rules": d.balancer.rule_hits().into_iter().map(|(name, hits)| json!({"name": name, "hits": hits})).collect::<Vec<_>>(),
     })
 }

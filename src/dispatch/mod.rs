@@ -300,8 +300,15 @@ impl Dispatcher {
             Some(routing::RuleTarget::Scheduler(kind)) => (None, Some(*kind)),
         };
         let mut failed: Vec<NodeId> = Vec::new();
+        // A statement that issues Snowflake IDs runs where the client is connected: its IDs
+        // carry this node's worker id, as every other way of getting IDs here does.
+        let local_only = statement.sql.contains("snowflake_id(");
         loop {
-            let members = self.read_members();
+            let members = if local_only {
+                Vec::new()
+            } else {
+                self.read_members()
+            };
             let eligible: Vec<balance::Eligible> = members
                 .iter()
                 .map(|(node, _)| balance::Eligible {
@@ -327,7 +334,8 @@ impl Dispatcher {
             let started = Instant::now();
             let result = match members.iter().find(|(id, _)| *id == node) {
                 Some((_, addr)) if node != self.node_id => {
-                    self.remote_read(addr, &statement, needed, deadline).await
+                    self.remote_read(node, addr, &statement, needed, deadline)
+                        .await
                 }
                 _ => self.serve_read(statement.clone(), needed, deadline).await,
             };
@@ -381,9 +389,17 @@ impl Dispatcher {
         })
     }
 
+    /// Resolves once the health table holds `node` unhealthy.
+    async fn until_unhealthy(&self, node: NodeId) {
+        while self.health.is_healthy(node) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Has `addr`'s node serve the read.
     async fn remote_read(
         &self,
+        node: NodeId,
         addr: &NodeAddr,
         statement: &Statement,
         needed: LogIndex,
@@ -393,23 +409,28 @@ impl Dispatcher {
         // The node may wait for the index only part of the time, so a lagging node leaves
         // time to retry elsewhere.
         let wait = (remaining / 2).min(Duration::from_secs(1));
-        // A stopped node must not hold the read for its whole deadline.
-        let attempt = remaining.min(wait + Duration::from_secs(1));
         let request = RemoteRead {
             statement: statement.clone(),
             needed,
             wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
         };
-        match self
-            .peers
-            .call::<_, Result<ReadOutcome, RequestError>>(
-                &addr.raft,
-                paths::QUERY,
-                &request,
-                attempt,
-            )
-            .await
-        {
+        let call = self.peers.call::<_, Result<ReadOutcome, RequestError>>(
+            &addr.raft,
+            paths::QUERY,
+            &request,
+            remaining,
+        );
+        // A long read may take its whole deadline; but a node that stops answering leaves the
+        // pool (health probes) and the read goes elsewhere at once.
+        let reply = tokio::select! {
+            reply = call => reply,
+            () = self.until_unhealthy(node) => {
+                return Err(RequestError::Unavailable(format!(
+                    "node {node} left the read pool while serving the read"
+                )));
+            }
+        };
+        match reply {
             Ok(answer) => answer,
             Err(PeerError::Timeout { addr }) => Err(RequestError::Timeout(format!(
                 "node at {addr} did not answer the read in time"

@@ -156,6 +156,31 @@ async fn weights_set_through_the_api_split_reads_and_drain_stops_them() {
         assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
     }
     assert!(metrics.contains("# TYPE phalanx_dispatch_latency_seconds summary"));
+
+    // Dynamic weights: every node's reported load is shown and scales its weight (in
+    // hundredths of the configured weight), the configured one staying as set.
+    let (status, body) = cluster
+        .put(
+            0,
+            "/v1/dispatcher",
+            &serde_json::json!({"dynamic_weights": true}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    common::eventually(Duration::from_secs(10), "loads reported", || async {
+        let view = cluster.get(0, "/v1/dispatcher").await.expect("get");
+        let nodes = view["nodes"].as_array().cloned().unwrap_or_default();
+        let ok = nodes.len() == 3
+            && nodes.iter().all(|n| n["load"]["in_flight"].is_u64())
+            && nodes.iter().zip([3u64, 2, 1]).all(|(n, configured)| {
+                n["configured_weight"] == configured
+                    && n["effective_weight"]
+                        .as_u64()
+                        .is_some_and(|w| (1..=configured * 100).contains(&w))
+            });
+        ok.then_some(()).ok_or(view)
+    })
+    .await;
     let status = std::process::Command::new(env!("CARGO_BIN_EXE_phalanx"))
         .args(["status", "--cluster", &cluster.nodes[0].http])
         .output()

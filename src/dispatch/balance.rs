@@ -37,19 +37,36 @@ pub struct BalancerSettings {
     pub tags: BTreeMap<NodeId, std::collections::BTreeSet<String>>,
     /// Routing rules, in order.
     pub rules: Vec<RoutingRule>,
+    /// Derive effective weights from the load each node reports (`dispatch::load`): then
+    /// weights are in hundredths of the configured ones.
+    pub dynamic_weights: bool,
 }
 
 impl BalancerSettings {
-    /// The weight reads see: 0 when drained, else the configured one.
-    pub fn effective_weight(&self, node: NodeId) -> u32 {
+    /// The weight reads see: 0 when drained, else the configured one — scaled by the node's
+    /// reported load under dynamic weights.
+    pub fn effective_weight(
+        &self,
+        node: NodeId,
+        load: Option<&crate::dispatch::load::LoadReport>,
+    ) -> u32 {
         if self.drained.contains(&node) {
-            0
-        } else {
-            self.weights
-                .get(&node)
-                .copied()
-                .unwrap_or(self.default_weight)
+            return 0;
         }
+        let configured = self.configured_weight(node);
+        match load {
+            Some(load) if self.dynamic_weights => {
+                crate::dispatch::load::dynamic_weight(configured, load)
+            }
+            _ => configured,
+        }
+    }
+
+    pub fn configured_weight(&self, node: NodeId) -> u32 {
+        self.weights
+            .get(&node)
+            .copied()
+            .unwrap_or(self.default_weight)
     }
 }
 
@@ -63,6 +80,7 @@ impl Default for BalancerSettings {
             drained: Default::default(),
             tags: BTreeMap::new(),
             rules: Vec::new(),
+            dynamic_weights: false,
         }
     }
 }
@@ -193,10 +211,12 @@ pub struct ReadBalancer {
 }
 
 /// What a pick may choose from: a node and whether it may serve this read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Eligible {
     pub node: NodeId,
     pub eligible: bool,
+    /// Its last reported load (for dynamic weights).
+    pub load: Option<crate::dispatch::load::LoadReport>,
 }
 
 impl ReadBalancer {
@@ -324,7 +344,7 @@ impl ReadBalancer {
         state.candidates.clear();
         for n in nodes {
             let counters = state.nodes.entry(n.node).or_default();
-            let weight = state.settings.effective_weight(n.node);
+            let weight = state.settings.effective_weight(n.node, n.load.as_ref());
             state.candidates.push(Candidate {
                 node: n.node,
                 weight,
@@ -389,7 +409,7 @@ impl ReadBalancer {
                     |p: usize| (!sorted.is_empty()).then(|| sorted[(sorted.len() - 1) * p / 100]);
                 NodeStats {
                     node: *node,
-                    weight: state.settings.effective_weight(*node),
+                    weight: state.settings.effective_weight(*node, None),
                     in_flight: c.in_flight,
                     requests: c.requests,
                     errors: c.errors,
@@ -424,6 +444,7 @@ mod tests {
             .map(|&node| Eligible {
                 node,
                 eligible: true,
+                load: None,
             })
             .collect()
     }
@@ -457,10 +478,12 @@ mod tests {
             Eligible {
                 node: 1,
                 eligible: false,
+                load: None,
             },
             Eligible {
                 node: 2,
                 eligible: true,
+                load: None,
             },
         ];
         for _ in 0..10 {
@@ -469,6 +492,7 @@ mod tests {
         let none = [Eligible {
             node: 1,
             eligible: false,
+            load: None,
         }];
         assert_eq!(balancer.start(&none, None, None), None);
     }

@@ -43,16 +43,19 @@ struct NodeHealth {
     applied: Option<LogIndex>,
     probes: u64,
     failures: u64,
+    /// The load it reported with its last answer.
+    load: Option<crate::dispatch::load::LoadReport>,
 }
 
 /// One node's health as shown.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeHealthView {
     pub node: NodeId,
     pub healthy: bool,
     pub applied_index: Option<LogIndex>,
     pub probes: u64,
     pub failures: u64,
+    pub load: Option<crate::dispatch::load::LoadReport>,
 }
 
 /// The health table.
@@ -130,6 +133,16 @@ impl Health {
         }
     }
 
+    /// Records the load `node` reported (this node records its own each round).
+    pub fn record_load(&self, node: NodeId, load: crate::dispatch::load::LoadReport) {
+        self.nodes().entry(node).or_default().load = Some(load);
+    }
+
+    /// The load `node` last reported.
+    pub fn load(&self, node: NodeId) -> Option<crate::dispatch::load::LoadReport> {
+        self.nodes().get(&node).and_then(|h| h.load)
+    }
+
     /// A read failed on `node` for a transport reason: out of the pool at once (it will
     /// come back through the probes).
     pub fn record_read_failure(&self, node: NodeId) {
@@ -157,6 +170,7 @@ impl Health {
                 applied_index: h.applied,
                 probes: h.probes,
                 failures: h.failures,
+                load: h.load,
             })
             .collect()
     }

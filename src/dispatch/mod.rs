@@ -12,6 +12,7 @@
 pub mod balance;
 pub mod error;
 pub mod health;
+pub mod load;
 pub mod routing;
 pub mod scheduler;
 pub mod settings;
@@ -98,6 +99,8 @@ pub struct Dispatcher {
     pub balancer: Arc<balance::ReadBalancer>,
     /// Which nodes may serve reads.
     pub health: Arc<health::Health>,
+    /// This node's own load, reported with its health-probe answers.
+    pub local_load: Arc<load::LocalLoad>,
 }
 
 /// A read sent to another node to serve (`/internal/query`).
@@ -313,6 +316,7 @@ impl Dispatcher {
                 .iter()
                 .map(|(node, _)| balance::Eligible {
                     node: *node,
+                    load: self.health.load(*node),
                     eligible: allowed.as_ref().is_none_or(|a| a.contains(node))
                         && (*node == self.node_id
                             || (self.health.is_healthy(*node) && !failed.contains(node))),
@@ -378,7 +382,11 @@ impl Dispatcher {
         deadline: Instant,
     ) -> Result<ReadOutcome, RequestError> {
         let index = self.wait_applied(needed, deadline).await?;
-        let result = self.engine.query(statement).await.map_err(|e| match e {
+        let started = Instant::now();
+        self.local_load.begin();
+        let result = self.engine.query(statement).await;
+        self.local_load.end(started.elapsed());
+        let result = result.map_err(|e| match e {
             ReadError::Sql(sql) => RequestError::Sql(sql),
             ReadError::Engine(engine) => RequestError::Unavailable(engine.to_string()),
         })?;
@@ -571,15 +579,28 @@ pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch:
                 let peers = dispatcher.peers.clone();
                 async move {
                     let answer = peers
-                        .call::<_, LogIndex>(&addr.raft, paths::HEALTH, &(), settings.interval)
+                        .call::<_, load::HealthReport>(
+                            &addr.raft,
+                            paths::HEALTH,
+                            &(),
+                            settings.interval,
+                        )
                         .await;
                     (id, answer.ok())
                 }
             });
         let tick = tokio::time::sleep(settings.interval);
-        for (id, applied) in futures::future::join_all(probes).await {
-            dispatcher.health.record_probe(id, applied, own_applied);
+        for (id, report) in futures::future::join_all(probes).await {
+            dispatcher
+                .health
+                .record_probe(id, report.map(|r| r.applied), own_applied);
+            if let Some(report) = report {
+                dispatcher.health.record_load(id, report.load);
+            }
         }
+        dispatcher
+            .health
+            .record_load(dispatcher.node_id, dispatcher.local_load.report());
         tokio::select! {
             () = tick => {}
             _ = stop.wait_for(|s| *s) => return,

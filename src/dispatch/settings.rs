@@ -43,6 +43,9 @@ pub struct DispatcherConfig {
     /// Routing rules, first match wins.
     #[serde(default)]
     pub rules: Vec<RoutingRule>,
+    /// Effective weights follow each node's reported load (in hundredths of the configured).
+    #[serde(default)]
+    pub dynamic_weights: bool,
     pub health: HealthConfig,
 }
 
@@ -70,6 +73,7 @@ pub struct DispatcherUpdate {
     pub tags: Option<BTreeMap<NodeId, BTreeSet<String>>>,
     /// Replaces the whole rule list.
     pub rules: Option<Vec<RoutingRule>>,
+    pub dynamic_weights: Option<bool>,
     pub health: Option<HealthUpdate>,
 }
 
@@ -100,6 +104,7 @@ impl DispatcherConfig {
             drained: balancer.drained,
             tags: balancer.tags,
             rules: balancer.rules,
+            dynamic_weights: balancer.dynamic_weights,
             health: HealthConfig {
                 interval_ms: u64::try_from(health.interval.as_millis()).unwrap_or(u64::MAX),
                 fall: health.fall,
@@ -171,6 +176,9 @@ impl DispatcherConfig {
         if let Some(rules) = &update.rules {
             next.rules = rules.clone();
         }
+        if let Some(dynamic) = update.dynamic_weights {
+            next.dynamic_weights = dynamic;
+        }
         if let Some(undrain) = &update.undrain {
             for node in undrain {
                 next.drained.remove(node);
@@ -219,6 +227,7 @@ impl DispatcherConfig {
             drained: self.drained.clone(),
             tags: self.tags.clone(),
             rules: self.rules.clone(),
+            dynamic_weights: self.dynamic_weights,
         }
     }
 
@@ -318,6 +327,7 @@ mod tests {
             drained: BTreeSet::new(),
             tags: BTreeMap::new(),
             rules: Vec::new(),
+            dynamic_weights: false,
             health: HealthConfig {
                 interval_ms: 200,
                 fall: 3,
@@ -339,7 +349,7 @@ mod tests {
         assert_eq!(next.weights, BTreeMap::from([(1, 3), (2, 2), (3, 1)]));
         assert_eq!(next.drained, BTreeSet::from([2]));
         assert_eq!((next.health.fall, next.health.rise), (5, 2));
-        assert_eq!(next.balancer().effective_weight(2), 0);
+        assert_eq!(next.balancer().effective_weight(2, None), 0);
 
         for bad in [
             r#"{"scheduler":"fastest"}"#,

@@ -151,7 +151,7 @@ async fn query(State(s): State<RpcState>, body: Bytes) -> Response {
     encode(&answer)
 }
 
-/// A health probe: answered with this node's applied index.
+/// A health probe: answered with this node's applied index and load.
 async fn health(State(s): State<RpcState>) -> Response {
     let applied = s
         .dispatcher
@@ -160,7 +160,10 @@ async fn health(State(s): State<RpcState>) -> Response {
         .borrow()
         .map(|l| l.index)
         .unwrap_or(0);
-    encode(&applied)
+    encode(&crate::dispatch::load::HealthReport {
+        applied,
+        load: s.dispatcher.local_load.report(),
+    })
 }
 
 /// A step of an explicit transaction forwarded by the node its session is connected to.

@@ -276,8 +276,9 @@ fn dispatcher_view(state: &HttpState) -> Value {
         .map(|node| {
             json!({
                 "node": node,
-                "configured_weight": balancer.weights.get(&node).copied().unwrap_or(balancer.default_weight),
-                "effective_weight": balancer.effective_weight(node),
+                "configured_weight": balancer.configured_weight(node),
+                "effective_weight": balancer.effective_weight(node, d.health.load(node).as_ref()),
+                "load": d.health.load(node),
                 "drained": balancer.drained.contains(&node),
                 "healthy": d.health.is_healthy(node),
             })

@@ -1,5 +1,5 @@
 //! Operator commands that talk to a running cluster over its HTTP API: `phalanx status`,
-//! `phalanx node add|remove`, `phalanx leader transfer`.
+//! `phalanx node add|remove|drain|undrain`, `phalanx leader transfer`.
 
 use std::time::Duration;
 
@@ -83,7 +83,37 @@ async fn call(request: reqwest::RequestBuilder) -> Result<Value, String> {
     }
 }
 
-pub async fn status(args: &ClusterArg) -> Result<(), String> {
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArg,
+    /// Refresh every this many seconds until interrupted (like `watch ipvsadm -Ln`).
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "1")]
+    pub watch: Option<f64>,
+}
+
+/// `phalanx status [--watch]`: members, then the read balancer like `ipvsadm -Ln --stats --rate`.
+pub async fn status(args: &StatusArgs) -> Result<(), String> {
+    let Some(every) = args.watch else {
+        return status_once(&args.cluster).await;
+    };
+    if !(every.is_finite() && every > 0.0) {
+        return Err("--watch takes a positive number of seconds".into());
+    }
+    loop {
+        // Clear the screen and home the cursor, as `watch` does.
+        print!("\x1b[2J\x1b[H");
+        if let Err(e) = status_once(&args.cluster).await {
+            println!("{e}");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs_f64(every)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+async fn status_once(args: &ClusterArg) -> Result<(), String> {
     let body =
         call(client(Duration::from_secs(5))?.get(format!("http://{}/v1/status", args.cluster)))
             .await?;
@@ -117,7 +147,58 @@ pub async fn status(args: &ClusterArg) -> Result<(), String> {
             m["pg"].as_str().unwrap_or("")
         );
     }
+    print_dispatcher(&body["dispatcher"]);
     Ok(())
+}
+
+/// The read balancer's table: per target node, weight, health and traffic.
+fn print_dispatcher(dispatcher: &Value) {
+    println!();
+    println!(
+        "reads from this node: scheduler {}",
+        dispatcher["scheduler"].as_str().unwrap_or("?")
+    );
+    println!(
+        "{:<4} {:>6} {:<8} {:>10} {:>7} {:>7} {:>12} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "NODE",
+        "WEIGHT",
+        "HEALTH",
+        "REQUESTS",
+        "ACTIVE",
+        "ERRORS",
+        "BYTES OUT",
+        "RPS 1s",
+        "RPS 10s",
+        "RPS 60s",
+        "P50 ms",
+        "P99 ms"
+    );
+    let millis = |v: &Value| {
+        v.as_u64()
+            .map(|us| format!("{:.2}", us as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into())
+    };
+    for n in dispatcher["nodes"].as_array().into_iter().flatten() {
+        println!(
+            "{:<4} {:>6} {:<8} {:>10} {:>7} {:>7} {:>12} {:>8.1} {:>8.1} {:>8.1} {:>9} {:>9}",
+            n["node"],
+            n["weight"],
+            if n["healthy"].as_bool() == Some(false) {
+                "down"
+            } else {
+                "up"
+            },
+            n["requests"],
+            n["in_flight"],
+            n["errors"],
+            n["bytes_out"],
+            n["rate_1s"].as_f64().unwrap_or(0.0),
+            n["rate_10s"].as_f64().unwrap_or(0.0),
+            n["rate_60s"].as_f64().unwrap_or(0.0),
+            millis(&n["latency_p50_us"]),
+            millis(&n["latency_p99_us"]),
+        );
+    }
 }
 
 pub async fn add_node(args: &AddNodeArgs) -> Result<(), String> {
@@ -144,6 +225,43 @@ pub async fn remove_node(args: &RemoveNodeArgs) -> Result<(), String> {
     ));
     call(request).await?;
     println!("node {} removed", args.id);
+    Ok(())
+}
+
+/// `node drain ID` / `node undrain ID`: changes the replicated dispatcher settings; a drained
+/// leader hands leadership to another voter.
+pub async fn drain(args: &RemoveNodeArgs, drain: bool) -> Result<(), String> {
+    let field = if drain { "drain" } else { "undrain" };
+    let http = client(Duration::from_secs(30))?;
+    let request = http
+        .put(format!("http://{}/v1/dispatcher", args.cluster.cluster))
+        .json(&json!({ field: [args.id] }));
+    call(request).await?;
+    println!("node {} {}ed", args.id, field);
+    if !drain {
+        return Ok(());
+    }
+    let status = call(http.get(format!("http://{}/v1/status", args.cluster.cluster))).await?;
+    if status["leader"].as_u64() != Some(args.id) {
+        return Ok(());
+    }
+    let to = status["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|m| m["voter"].as_bool() == Some(true) && m["health"] == "up")
+        .filter_map(|m| m["id"].as_u64())
+        .find(|id| *id != args.id)
+        .ok_or("node leads and no other healthy voter can take over")?;
+    call(
+        http.post(format!(
+            "http://{}/v1/leader/transfer",
+            args.cluster.cluster
+        ))
+        .json(&json!({ "to": to })),
+    )
+    .await?;
+    println!("leadership handed from node {} to node {to}", args.id);
     Ok(())
 }
 

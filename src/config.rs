@@ -86,6 +86,19 @@ pub struct NodeConfig {
     pub pg_auth_remote: AuthMethod,
     /// PostgreSQL users and their password hashes (`[[pg_users]]`).
     pub pg_users: Vec<PgUser>,
+    /// The read balancer's scheduler: rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh, mh, fo,
+    /// ovf, twos (ipvsadm's names).
+    pub dispatcher_scheduler: String,
+    /// Read weights per node, `ID=WEIGHT,...` (0 drains a node); unlisted nodes weigh 1.
+    pub dispatcher_weights: String,
+    /// Health probes between nodes: every this many milliseconds ...
+    pub health_interval_ms: u64,
+    /// ... a node leaves the read pool after this many failures in a row ...
+    pub health_fall: u32,
+    /// ... and returns after this many successes in a row ...
+    pub health_rise: u32,
+    /// ... once it is at most this many log entries behind.
+    pub health_max_lag_entries: u64,
 }
 
 /// One PostgreSQL user.
@@ -145,6 +158,12 @@ impl Default for NodeConfig {
             pg_auth_loopback: AuthMethod::Trust,
             pg_auth_remote: AuthMethod::ScramSha256,
             pg_users: Vec::new(),
+            dispatcher_scheduler: "wlc".into(),
+            dispatcher_weights: String::new(),
+            health_interval_ms: 200,
+            health_fall: 3,
+            health_rise: 2,
+            health_max_lag_entries: 1000,
         }
     }
 }

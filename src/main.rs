@@ -29,7 +29,7 @@ enum Command {
     /// Run an N-node cluster of separate processes on this machine, in the foreground.
     Local(LocalArgs),
     /// Show the cluster's members, roles, health and indexes.
-    Status(admin::ClusterArg),
+    Status(admin::StatusArgs),
     /// Add or remove cluster members.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -54,6 +54,10 @@ enum NodeCommand {
     Add(admin::AddNodeArgs),
     /// Remove a node from the cluster.
     Remove(admin::RemoveNodeArgs),
+    /// Put a node in maintenance: it gets no new reads, and hands leadership away if it leads.
+    Drain(admin::RemoveNodeArgs),
+    /// Take a node out of maintenance.
+    Undrain(admin::RemoveNodeArgs),
 }
 
 #[derive(Subcommand)]
@@ -118,6 +122,31 @@ struct StartArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     txn_idle_timeout_ms: Option<u64>,
+    /// Read balancer scheduler (ipvsadm names: rr, wrr, lc, wlc, sed, nq, lblc, lblcr, dh, sh,
+    /// mh, fo, ovf, twos).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispatcher_scheduler: Option<String>,
+    /// Read weights per node, ID=WEIGHT,... (0 drains a node; unlisted nodes weigh 1).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dispatcher_weights: Option<String>,
+    /// Health probe interval between nodes, in milliseconds.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_interval_ms: Option<u64>,
+    /// Failed probes in a row that take a node out of the read pool.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_fall: Option<u32>,
+    /// Caught-up probes in a row that bring it back.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_rise: Option<u32>,
+    /// Most log entries a node may lag and still serve reads.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_max_lag_entries: Option<u64>,
     /// Largest HTTP request body in bytes.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -214,6 +243,8 @@ fn main() -> ExitCode {
             Command::Status(args) => admin::status(&args).await,
             Command::Node(NodeCommand::Add(args)) => admin::add_node(&args).await,
             Command::Node(NodeCommand::Remove(args)) => admin::remove_node(&args).await,
+            Command::Node(NodeCommand::Drain(args)) => admin::drain(&args, true).await,
+            Command::Node(NodeCommand::Undrain(args)) => admin::drain(&args, false).await,
             Command::Leader(LeaderCommand::Transfer(args)) => admin::transfer_leader(&args).await,
             Command::Bench(command) => bench::run(command).await.map_err(|e| e.to_string()),
             Command::Id(command) => ids::cli::run(command).map_err(|e| e.to_string()),

@@ -13,6 +13,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::{NodeConfig, parse_initial_cluster};
+use crate::dispatch::balance::{BalancerError, BalancerSettings, ReadBalancer, parse_weights};
+use crate::dispatch::health::{Health, HealthSettings};
 use crate::dispatch::write::{PipelineSettings, WritePipeline};
 use crate::dispatch::{Dispatcher, Timeouts};
 use crate::frontend::http::{self, HttpState};
@@ -52,6 +54,8 @@ pub enum NodeError {
     Client(#[from] reqwest::Error),
     #[error("snowflake ids: {0}")]
     Ids(#[from] crate::ids::IdError),
+    #[error("read balancer: {0}")]
+    Balancer(#[from] crate::dispatch::balance::BalancerError),
     #[error("postgresql tls: {0}")]
     Tls(#[from] crate::frontend::pg::tls::TlsError),
 }
@@ -192,6 +196,14 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         peers: peers.clone(),
         transactions: Default::default(),
         read_index_rounds: Default::default(),
+        balancer: Arc::new(ReadBalancer::new(balancer_settings(&config)?, config.id)?),
+        local_load: Default::default(),
+        health: Arc::new(Health::new(HealthSettings {
+            interval: Duration::from_millis(config.health_interval_ms.max(10)),
+            fall: config.health_fall.max(1),
+            rise: config.health_rise.max(1),
+            max_lag: config.health_max_lag_entries,
+        })),
         timeouts: Timeouts {
             write: Duration::from_millis(config.write_timeout_ms),
             read: Duration::from_millis(config.read_timeout_ms),
@@ -226,6 +238,10 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
             .with_graceful_shutdown(until_stopped(http_stop))
             .await
     });
+    let prober = tokio::spawn(crate::dispatch::probe_members(
+        dispatcher.clone(),
+        stop.clone(),
+    ));
     let pg_server = tokio::spawn(pg::serve(
         pg_listener,
         dispatcher.clone(),
@@ -252,6 +268,7 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     // Client-facing servers first, so in-flight requests finish while Raft still runs.
     let _ = http_server.await;
     let _ = pg_server.await;
+    let _ = prober.await;
     if let Err(e) = raft.shutdown().await {
         tracing::warn!("raft shutdown: {e}");
     }
@@ -415,4 +432,13 @@ async fn register_addresses(d: Dispatcher, addr: NodeAddr, mut stop: watch::Rece
             changed = metrics.changed() => if changed.is_err() { return },
         }
     }
+}
+
+/// The read balancer's settings from the node's configuration.
+fn balancer_settings(config: &NodeConfig) -> Result<BalancerSettings, BalancerError> {
+    Ok(BalancerSettings {
+        scheduler: config.dispatcher_scheduler.trim().parse()?,
+        weights: parse_weights(&config.dispatcher_weights)?,
+        ..BalancerSettings::default()
+    })
 }

@@ -274,9 +274,22 @@ async fn postgres_dialect_on_a_follower() {
         .expect("drop");
     assert_eq!(refused(&client, "SELECT * FROM kv").await, "42P01");
 
+    // Regular expressions match as PostgreSQL's do for common patterns.
+    assert_eq!(
+        text_rows(&client, "SELECT 'Alice' ~ '^A', 'bob' ~* '^B', 'x' !~ 'x'").await,
+        vec![vec![
+            Some("t".to_owned()),
+            Some("t".to_owned()),
+            Some("f".to_owned())
+        ]]
+    );
     // What cannot be translated faithfully is refused, by name; syntax errors are 42601.
     assert_eq!(
-        refused(&client, "SELECT name FROM people WHERE name ~ '^A'").await,
+        refused(
+            &client,
+            "SELECT name FROM people WHERE name SIMILAR TO 'A%'"
+        )
+        .await,
         "0A000"
     );
     assert_eq!(refused(&client, "CREATE SEQUENCE s").await, "0A000");

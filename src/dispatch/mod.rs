@@ -6,9 +6,16 @@
 //!   leader's answer; when leadership moves, it follows the new leader until its deadline.
 //!   A forward is retried only when it provably did not reach a leader.
 //! - Reads are served from this node's committed data at the requested [`Consistency`]
-//!   (per-request load balancing across nodes comes with the scheduler work).
+//!   (per-request load balancing across nodes comes with the scheduler work: the pure
+//!   algorithms are in [`scheduler`], not yet wired into the read path).
 
+pub mod balance;
 pub mod error;
+pub mod health;
+pub mod load;
+pub mod routing;
+pub mod scheduler;
+pub mod settings;
 pub mod transaction;
 pub mod write;
 
@@ -41,7 +48,7 @@ pub enum Consistency {
 }
 
 /// A read's answer.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ReadOutcome {
     pub result: QueryResult,
     pub node: NodeId,
@@ -88,6 +95,22 @@ pub struct Dispatcher {
     pub transactions: Arc<OpenTransactions>,
     /// Shares a follower's read-index requests to the leader among concurrent reads.
     pub read_index_rounds: Arc<ReadIndexRounds>,
+    /// Picks the node each autocommit read runs on, and counts what each node served.
+    pub balancer: Arc<balance::ReadBalancer>,
+    /// Which nodes may serve reads.
+    pub health: Arc<health::Health>,
+    /// This node's own load, reported with its health-probe answers.
+    pub local_load: Arc<load::LocalLoad>,
+}
+
+/// A read sent to another node to serve (`/internal/query`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemoteRead {
+    pub statement: Statement,
+    /// The index the node must have applied first.
+    pub needed: LogIndex,
+    /// How long the node may wait for it.
+    pub wait_ms: u64,
 }
 
 /// Coalesces a follower's read-index requests: one request to the leader at a time, and a read
@@ -244,21 +267,126 @@ impl Dispatcher {
         ))
     }
 
-    /// Serves one read at `consistency` from this node's committed data.
+    /// Serves one autocommit read at `consistency`: on the node the balancer picks among the
+    /// healthy members, retried on another when that node fails before it answers.
     pub async fn query(
         &self,
         statement: Statement,
         consistency: Consistency,
         min_index: LogIndex,
+        context: &routing::ReadContext,
     ) -> Result<ReadOutcome, RequestError> {
         let deadline = Instant::now() + self.timeouts.read;
+        let target = self.balancer.route(&statement.sql, context);
         let needed = match consistency {
             Consistency::Any => 0,
             Consistency::Session => min_index,
             Consistency::Linearizable => self.read_index(deadline).await?.max(min_index),
         };
+        let key = self.balancer.key(
+            balance::first_table(&statement.sql).as_deref(),
+            context.session,
+        );
+        // A routing rule may narrow the nodes or name the scheduler.
+        let (allowed, scheduler): (Option<Vec<NodeId>>, _) = match &target {
+            None => (None, None),
+            Some(routing::RuleTarget::Tag(tag)) => (Some(self.balancer.tagged(tag)), None),
+            Some(routing::RuleTarget::Leader) => (
+                Some(
+                    metrics::snapshot(&self.raft)
+                        .current_leader
+                        .into_iter()
+                        .collect(),
+                ),
+                None,
+            ),
+            Some(routing::RuleTarget::Scheduler(kind)) => (None, Some(*kind)),
+        };
+        let mut failed: Vec<NodeId> = Vec::new();
+        // A statement that issues Snowflake IDs runs where the client is connected: its IDs
+        // carry this node's worker id, as every other way of getting IDs here does.
+        let local_only = statement.sql.contains("snowflake_id(");
+        loop {
+            let members = if local_only {
+                Vec::new()
+            } else {
+                self.read_members()
+            };
+            let eligible: Vec<balance::Eligible> = members
+                .iter()
+                .map(|(node, _)| balance::Eligible {
+                    node: *node,
+                    load: self.health.load(*node),
+                    eligible: allowed.as_ref().is_none_or(|a| a.contains(node))
+                        && (*node == self.node_id
+                            || (self.health.is_healthy(*node) && !failed.contains(node))),
+                })
+                .collect();
+            let node = match self.balancer.start(&eligible, key, scheduler) {
+                Some(node) => node,
+                None if allowed.is_some() => {
+                    return Err(RequestError::Unavailable(format!(
+                        "no healthy node the routing rule allows ({target:?})"
+                    )));
+                }
+                None => {
+                    // Nothing else may serve it (this node drained, say): serve it here.
+                    self.balancer.start_on(self.node_id);
+                    self.node_id
+                }
+            };
+            let started = Instant::now();
+            let result = match members.iter().find(|(id, _)| *id == node) {
+                Some((_, addr)) if node != self.node_id => {
+                    self.remote_read(node, addr, &statement, needed, deadline)
+                        .await
+                }
+                _ => self.serve_read(statement.clone(), needed, deadline).await,
+            };
+            let bytes = result.as_ref().map_or(0, |r| result_bytes(&r.result));
+            // A SQL error is the statement's fault, not the node's.
+            let node_ok = !matches!(
+                &result,
+                Err(e) if !matches!(e, RequestError::Sql(_))
+            );
+            self.balancer
+                .finish(node, node_ok, bytes, started.elapsed());
+            match result {
+                Err(e)
+                    if node != self.node_id && retry_elsewhere(&e) && Instant::now() < deadline =>
+                {
+                    tracing::debug!(node, error = %e, "read failed on a node; retrying elsewhere");
+                    self.health.record_read_failure(node);
+                    failed.push(node);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The members that may serve reads, with their addresses.
+    fn read_members(&self) -> Vec<(NodeId, NodeAddr)> {
+        let m = metrics::snapshot(&self.raft);
+        m.membership_config
+            .membership()
+            .nodes()
+            .map(|(id, addr)| (*id, addr.clone()))
+            .collect()
+    }
+
+    /// Serves a read from this node's committed data once it has applied `needed`.
+    pub async fn serve_read(
+        &self,
+        statement: Statement,
+        needed: LogIndex,
+        deadline: Instant,
+    ) -> Result<ReadOutcome, RequestError> {
         let index = self.wait_applied(needed, deadline).await?;
-        let result = self.engine.query(statement).await.map_err(|e| match e {
+        let started = Instant::now();
+        self.local_load.begin();
+        let result = self.engine.query(statement).await;
+        self.local_load.end(started.elapsed());
+        let result = result.map_err(|e| match e {
             ReadError::Sql(sql) => RequestError::Sql(sql),
             ReadError::Engine(engine) => RequestError::Unavailable(engine.to_string()),
         })?;
@@ -267,6 +395,56 @@ impl Dispatcher {
             node: self.node_id,
             index,
         })
+    }
+
+    /// Resolves once the health table holds `node` unhealthy.
+    async fn until_unhealthy(&self, node: NodeId) {
+        while self.health.is_healthy(node) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Has `addr`'s node serve the read.
+    async fn remote_read(
+        &self,
+        node: NodeId,
+        addr: &NodeAddr,
+        statement: &Statement,
+        needed: LogIndex,
+        deadline: Instant,
+    ) -> Result<ReadOutcome, RequestError> {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        // The node may wait for the index only part of the time, so a lagging node leaves
+        // time to retry elsewhere.
+        let wait = (remaining / 2).min(Duration::from_secs(1));
+        let request = RemoteRead {
+            statement: statement.clone(),
+            needed,
+            wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+        };
+        let call = self.peers.call::<_, Result<ReadOutcome, RequestError>>(
+            &addr.raft,
+            paths::QUERY,
+            &request,
+            remaining,
+        );
+        // A long read may take its whole deadline; but a node that stops answering leaves the
+        // pool (health probes) and the read goes elsewhere at once.
+        let reply = tokio::select! {
+            reply = call => reply,
+            () = self.until_unhealthy(node) => {
+                return Err(RequestError::Unavailable(format!(
+                    "node {node} left the read pool while serving the read"
+                )));
+            }
+        };
+        match reply {
+            Ok(answer) => answer,
+            Err(PeerError::Timeout { addr }) => Err(RequestError::Timeout(format!(
+                "node at {addr} did not answer the read in time"
+            ))),
+            Err(e) => Err(RequestError::Unavailable(e.to_string())),
+        }
     }
 
     /// The index a linearizable read must observe: confirmed by the leader with a quorum
@@ -348,6 +526,84 @@ impl Dispatcher {
                 "node {} has not applied index {index} yet",
                 self.node_id
             ))),
+        }
+    }
+}
+
+/// Whether a read that failed on another node may be retried on a different one: the node
+/// did not answer, or could not serve it in time; never a SQL error.
+fn retry_elsewhere(error: &RequestError) -> bool {
+    matches!(
+        error,
+        RequestError::Unavailable(_) | RequestError::Timeout(_) | RequestError::NotLeader { .. }
+    )
+}
+
+/// About how many bytes a result carries, for the statistics.
+fn result_bytes(result: &QueryResult) -> u64 {
+    use crate::storage::request::SqlValue;
+    let values: usize = result
+        .rows
+        .iter()
+        .flatten()
+        .map(|value| match value {
+            SqlValue::Null => 1,
+            SqlValue::Integer(_) | SqlValue::Real(_) => 8,
+            SqlValue::Text(t) => t.len(),
+            SqlValue::Blob(b) => b.len(),
+        })
+        .sum();
+    values as u64
+}
+
+/// Probes every other member's health each interval until `stop` turns true.
+/// After each round, installs the replicated dispatcher settings if they changed.
+pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut installed: Option<String> = None;
+    loop {
+        installed = settings::load_replicated(&dispatcher, installed).await;
+        let settings = dispatcher.health.settings();
+        let members = dispatcher.read_members();
+        let ids: Vec<NodeId> = members.iter().map(|(id, _)| *id).collect();
+        dispatcher.health.retain(&ids);
+        let own_applied = dispatcher
+            .engine
+            .visible()
+            .borrow()
+            .map(|l| l.index)
+            .unwrap_or(0);
+        let probes = members
+            .into_iter()
+            .filter(|(id, _)| *id != dispatcher.node_id)
+            .map(|(id, addr)| {
+                let peers = dispatcher.peers.clone();
+                async move {
+                    let answer = peers
+                        .call::<_, load::HealthReport>(
+                            &addr.raft,
+                            paths::HEALTH,
+                            &(),
+                            settings.interval,
+                        )
+                        .await;
+                    (id, answer.ok())
+                }
+            });
+        let tick = tokio::time::sleep(settings.interval);
+        for (id, report) in futures::future::join_all(probes).await {
+            dispatcher
+                .health
+                .record_probe(id, report.map(|r| r.applied), own_applied);
+            if let Some(report) = report {
+                dispatcher.health.record_load(id, report.load);
+            }
+        }
+        dispatcher
+            .health
+            .record_load(dispatcher.node_id, dispatcher.local_load.report());
+        tokio::select! {
+            () = tick => {}
+            _ = stop.wait_for(|s| *s) => return,
         }
     }
 }

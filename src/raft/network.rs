@@ -34,6 +34,8 @@ pub mod paths {
     pub const TRANSFER_LEADER: &str = "/raft/transfer-leader";
     pub const EXECUTE: &str = "/internal/execute";
     pub const READ_INDEX: &str = "/internal/read-index";
+    pub const QUERY: &str = "/internal/query";
+    pub const HEALTH: &str = "/internal/health";
     pub const TRANSACTION: &str = "/internal/transaction";
     pub const MEMBERSHIP: &str = "/internal/membership";
 }

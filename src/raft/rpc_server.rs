@@ -45,6 +45,8 @@ pub fn router(state: RpcState) -> Router {
         .route(paths::SNAPSHOT, post(snapshot))
         .route(paths::EXECUTE, post(execute))
         .route(paths::READ_INDEX, post(read_index))
+        .route(paths::QUERY, post(query))
+        .route(paths::HEALTH, post(health))
         .route(paths::TRANSACTION, post(transaction))
         .route(paths::MEMBERSHIP, post(membership_change))
         .layer(DefaultBodyLimit::max(MAX_RPC_BYTES))
@@ -132,6 +134,36 @@ async fn execute(State(s): State<RpcState>, body: Bytes) -> Response {
         }),
     };
     encode(&answer)
+}
+
+/// A read another node's balancer sent here: served from this node's data once it has
+/// applied the index the read needs.
+async fn query(State(s): State<RpcState>, body: Bytes) -> Response {
+    let request: crate::dispatch::RemoteRead = match decode(&body) {
+        Ok(v) => v,
+        Err(r) => return r.into_response(),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(request.wait_ms);
+    let answer = s
+        .dispatcher
+        .serve_read(request.statement, request.needed, deadline)
+        .await;
+    encode(&answer)
+}
+
+/// A health probe: answered with this node's applied index and load.
+async fn health(State(s): State<RpcState>) -> Response {
+    let applied = s
+        .dispatcher
+        .engine
+        .visible()
+        .borrow()
+        .map(|l| l.index)
+        .unwrap_or(0);
+    encode(&crate::dispatch::load::HealthReport {
+        applied,
+        load: s.dispatcher.local_load.report(),
+    })
 }
 
 /// A step of an explicit transaction forwarded by the node its session is connected to.

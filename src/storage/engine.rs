@@ -1177,7 +1177,10 @@ fn first_keyword(sql: &str) -> &str {
 /// A fixed set of read-only connections. Reads wait for a free connection (back-pressure).
 struct ReadPool {
     connections: Mutex<Vec<Connection>>,
-    permits: Semaphore,
+    /// One per pooled connection; a reader's permit travels with its connection into the
+    /// blocking task, so a caller that gives up waiting (a cancelled RPC) cannot free a permit
+    /// while its connection is still in use.
+    permits: Arc<Semaphore>,
 }
 
 impl ReadPool {
@@ -1201,7 +1204,7 @@ impl ReadPool {
         }
         Ok(ReadPool {
             connections: Mutex::new(connections),
-            permits: Semaphore::new(size),
+            permits: Arc::new(Semaphore::new(size)),
         })
     }
 
@@ -1211,9 +1214,10 @@ impl ReadPool {
         self: &Arc<Self>,
         f: impl FnOnce(&Connection) -> T + Send + 'static,
     ) -> Result<T, EngineError> {
-        let _permit = self
+        let permit = self
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| EngineError::Closed)?;
         let conn = self
@@ -1228,6 +1232,8 @@ impl ReadPool {
             if let Ok(mut connections) = pool.connections.lock() {
                 connections.push(conn);
             }
+            // Only now may another reader take a connection.
+            drop(permit);
             result
         })
         .await
@@ -1266,6 +1272,29 @@ mod tests {
 
     async fn rows(engine: &Engine, sql: &str) -> Vec<Vec<SqlValue>> {
         engine.query(statement(sql)).await.expect("query").rows
+    }
+
+    /// A reader that gives up (its RPC was cancelled) while its statement still runs does not
+    /// free the connection's slot early: the next read waits for the connection instead of
+    /// finding the pool empty (which reported the engine as stopped).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cancelled_read_keeps_its_connection_until_it_finishes() {
+        let dir = tempfile::tempdir().expect("dir");
+        let engine = open(dir.path(), 1);
+        let slow = engine.query(statement(
+            "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) \
+             SELECT count(*) FROM c",
+        ));
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(20), slow)
+                .await
+                .is_err(),
+            "the slow read was cancelled while running"
+        );
+        assert_eq!(
+            rows(&engine, "SELECT 1").await,
+            vec![vec![SqlValue::Integer(1)]]
+        );
     }
 
     /// One batch mixing successful and failing transactions, with and without DDL: the failing

@@ -16,10 +16,14 @@ pub const META_TABLE: &str = "_phalanx_meta";
 const APPLIED_KEY: &str = "applied";
 const MEMBERSHIP_KEY: &str = "membership";
 
-/// Creates the table if the database is new.
+/// Creates the table if the database is new, and `_phalanx_settings` (runtime settings written
+/// by ordinary replicated writes: `crate::dispatch::settings`). Every node creates both the
+/// same way at open, so changesets on them apply everywhere.
 pub fn ensure_table(conn: &Connection) -> Result<(), EngineError> {
     conn.execute_batch(&format!(
-        "CREATE TABLE IF NOT EXISTS {META_TABLE}(key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+        "CREATE TABLE IF NOT EXISTS {META_TABLE}(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+         CREATE TABLE IF NOT EXISTS {}(key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+        crate::dispatch::settings::SETTINGS_TABLE
     ))?;
     Ok(())
 }

@@ -219,8 +219,25 @@ impl Cluster {
     }
 
     pub async fn post(&self, i: usize, path: &str, body: &Value) -> (u16, Value) {
-        let url = format!("http://{}{path}", self.nodes[i].http);
-        match self.http.post(url).json(body).send().await {
+        self.send_json(
+            self.http
+                .post(format!("http://{}{path}", self.nodes[i].http)),
+            body,
+        )
+        .await
+    }
+
+    pub async fn put(&self, i: usize, path: &str, body: &Value) -> (u16, Value) {
+        self.send_json(
+            self.http
+                .put(format!("http://{}{path}", self.nodes[i].http)),
+            body,
+        )
+        .await
+    }
+
+    async fn send_json(&self, request: reqwest::RequestBuilder, body: &Value) -> (u16, Value) {
+        match request.json(body).send().await {
             Ok(r) => {
                 let status = r.status().as_u16();
                 (status, r.json().await.unwrap_or(Value::Null))

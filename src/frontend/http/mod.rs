@@ -17,6 +17,7 @@
 pub mod error;
 pub mod ids;
 pub mod json;
+pub mod metrics;
 pub mod status;
 
 use axum::Json;
@@ -60,6 +61,8 @@ pub fn router(state: HttpState) -> Router {
         .route("/v1/leader/transfer", post(transfer_leader))
         .route("/v1/health", get(health))
         .route("/v1/ids", get(ids::ids))
+        .route("/metrics", get(metrics::metrics))
+        .route("/v1/dispatcher", get(get_dispatcher).put(put_dispatcher))
         .fallback(not_found)
         .with_state(state)
 }
@@ -182,7 +185,12 @@ async fn query(State(state): State<HttpState>, request: Request) -> Result<Json<
     })?;
     let outcome = state
         .dispatcher
-        .query(statement, consistency, min_index)
+        .query(
+            statement,
+            consistency,
+            min_index,
+            &crate::dispatch::routing::ReadContext::default(),
+        )
         .await?;
     Ok(Json(json!({
         "columns": outcome.result.columns,
@@ -250,6 +258,52 @@ async fn transfer_leader(
     )
     .await?;
     Ok(Json(json!({"transferring_to": body.to})))
+}
+
+/// `GET /v1/dispatcher`: the settings this node dispatches by, with each member's configured
+/// and effective weight.
+async fn get_dispatcher(State(state): State<HttpState>) -> Json<Value> {
+    Json(dispatcher_view(&state))
+}
+
+fn dispatcher_view(state: &HttpState) -> Value {
+    use crate::dispatch::settings::{DispatcherConfig, members};
+    let d = &state.dispatcher;
+    let config = DispatcherConfig::current(d);
+    let balancer = d.balancer.settings();
+    let nodes: Vec<Value> = members(d)
+        .into_iter()
+        .map(|node| {
+            json!({
+                "node": node,
+                "configured_weight": balancer.configured_weight(node),
+                "effective_weight": balancer.effective_weight(node, d.health.load(node).as_ref()),
+                "load": d.health.load(node),
+                "drained": balancer.drained.contains(&node),
+                "healthy": d.health.is_healthy(node),
+            })
+        })
+        .collect();
+    let mut view = serde_json::to_value(&config).unwrap_or_else(|_| json!({}));
+    view["nodes"] = json!(nodes);
+    view
+}
+
+/// `PUT /v1/dispatcher`: changes the settings (fields absent stay as they are), replicated to
+/// every node; an invalid change is refused whole with 400.
+async fn put_dispatcher(
+    State(state): State<HttpState>,
+    request: Request,
+) -> Result<Json<Value>, ApiError> {
+    let update: crate::dispatch::settings::DispatcherUpdate = read_json(&state, request).await?;
+    match crate::dispatch::settings::change(&state.dispatcher, &update).await? {
+        Ok(_) => Ok(Json(dispatcher_view(&state))),
+        Err(invalid) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_settings",
+            invalid.to_string(),
+        )),
+    }
 }
 
 async fn health() -> &'static str {

@@ -120,5 +120,44 @@ fn local_status(state: &HttpState) -> Value {
             "clock_rollback_refusals": ids.clock_rollback_refusals,
             "lease_writes": ids.lease_writes,
         },
+        "dispatcher": dispatcher_status(d),
+    })
+}
+
+/// The read balancer as this node runs it: scheduler, and per target node the weight, the
+/// reads it served for this node's clients, in flight, errors, bytes and latency, and its
+/// health as this node's probes see it.
+fn dispatcher_status(d: &crate::dispatch::Dispatcher) -> Value {
+    let settings = d.balancer.settings();
+    let health = d.health.view();
+    let nodes: Vec<Value> = d
+        .balancer
+        .stats()
+        .into_iter()
+        .map(|s| {
+            let probed = health.iter().find(|h| h.node == s.node);
+            json!({
+                "node": s.node,
+                "weight": s.weight,
+                "requests": s.requests,
+                "in_flight": s.in_flight,
+                "errors": s.errors,
+                "bytes_out": s.bytes_out,
+                "latency_p50_us": s.latency_p50_us,
+                "latency_p99_us": s.latency_p99_us,
+                "rate_1s": s.rate_1s,
+                "rate_10s": s.rate_10s,
+                "rate_60s": s.rate_60s,
+                "healthy": probed.is_none_or(|h| h.healthy),
+            })
+        })
+        .collect();
+    json!({
+        "scheduler": settings.scheduler.name(),
+        "weights": settings.weights,
+        "default_weight": settings.default_weight,
+        "nodes": nodes,
+        "health": health,
+        "rules": d.balancer.rule_hits().into_iter().map(|(name, hits)| json!({"name": name, "hits": hits})).collect::<Vec<_>>(),
     })
 }

@@ -45,12 +45,15 @@
 //! linearizable) and the last log index they wrote or read, so `session` reads see the
 //! session's own writes wherever they are served.
 //!
+//! Catalog queries (psql's `\d` family, SQLAlchemy's inspector, psycopg's type lookups) read
+//! `pg_catalog` and `information_schema`, built live from the schema by
+//! `crate::storage::catalog`; the dialect's `catalog` module rewrites what they need.
+//!
 //! # Not yet (next increments)
 //!
 //! - Typing every expression column: the translation types `count(*)`, comparisons, casts,
 //!   literals and the time functions; other expressions (`sum(x)`) are typed by their values
 //!   (simple query) or as text (Describe).
-//! - `pg_catalog` / `information_schema`: psql's `\d` family and driver introspection.
 //! - Client certificates (`cert` authentication), per-database or per-user auth rules beyond
 //!   loopback/remote, binary COPY, `interval` and `timetz`.
 

@@ -40,6 +40,7 @@ use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus,
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 
 use crate::dispatch::error::RequestError;
+use crate::dispatch::routing::ReadContext;
 use crate::dispatch::write::TxnOutcome;
 use crate::dispatch::{Consistency, Dispatcher};
 use crate::frontend::pg::auth::{AuthPolicy, Login, LoginStep};
@@ -147,6 +148,20 @@ impl Session {
         (state.settings.consistency, state.last_index)
     }
 
+    /// What routing rules and hash keys may read about this session.
+    fn read_context(&self) -> ReadContext {
+        let state = self.state();
+        ReadContext {
+            user: Some(state.user.clone()),
+            application_name: state
+                .settings
+                .get("application_name")
+                .filter(|a| !a.is_empty())
+                .map(str::to_owned),
+            session: u64::try_from(state.pid).ok(),
+        }
+    }
+
     fn observe(&self, index: LogIndex) {
         let mut state = self.state();
         state.last_index = state.last_index.max(index);
@@ -250,9 +265,10 @@ impl Session {
                     params,
                 };
                 let (consistency, last_index) = self.consistency();
+                let context = self.read_context();
                 let read = self
                     .dispatcher
-                    .query(statement, consistency, last_index)
+                    .query(statement, consistency, last_index, &context)
                     .await
                     .map_err(|e| request_error(&e))?;
                 self.observe(read.index);

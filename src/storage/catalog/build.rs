@@ -346,7 +346,7 @@ pub fn build(conn: &Connection) -> rusqlite::Result<CatalogRows> {
         let mut statement = conn.prepare(
             "SELECT rowid, type, name, sql FROM main.sqlite_schema \
              WHERE type IN ('table', 'view') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
-             AND name <> ?1 ORDER BY rowid",
+             AND name <> ?1 AND name NOT LIKE '\\_phalanx\\_%' ESCAPE '\\' ORDER BY rowid",
         )?;
         statement
             .query_map(params![META_TABLE], |row| {

@@ -276,7 +276,11 @@ fn shape_decltype(expr: &Expr, decltype: &dyn Fn(&Expr) -> Option<String>) -> Op
             | BinaryOperator::Gt
             | BinaryOperator::GtEq
             | BinaryOperator::And
-            | BinaryOperator::Or => known("BOOLEAN"),
+            | BinaryOperator::Or
+            | BinaryOperator::PGRegexMatch
+            | BinaryOperator::PGRegexIMatch
+            | BinaryOperator::PGRegexNotMatch
+            | BinaryOperator::PGRegexNotIMatch => known("BOOLEAN"),
             BinaryOperator::StringConcat => known("TEXT"),
             _ => None,
         },

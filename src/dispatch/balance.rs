@@ -1,0 +1,534 @@
+//! The read balancer: which node serves each autocommit read. It holds the configured
+//! scheduler (`dispatch::scheduler`), each node's configured weight, and per-node counters:
+//! requests in flight (the schedulers' "active connections"), requests, errors, bytes out and
+//! recent latencies — what `/v1/status` shows, like `ipvsadm -Ln --stats`.
+//!
+//! A pick takes a std mutex for the scheduler call only (well under a microsecond); counters
+//! are updated under the same lock when a request starts and ends.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::dispatch::routing::{CompiledRule, ReadContext, RoutingRule, RuleError, RuleTarget};
+use crate::dispatch::scheduler::{
+    Candidate, HashKeySource, Scheduler, SchedulerError, SchedulerKind, SchedulerParams, SeededRng,
+    hash_key, new_scheduler,
+};
+use crate::raft::types::NodeId;
+
+/// Latencies kept per node for the percentiles.
+const LATENCY_WINDOW: usize = 1024;
+
+/// How reads are balanced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BalancerSettings {
+    pub scheduler: SchedulerKind,
+    /// Configured weight per node; a node not listed has `default_weight`.
+    pub weights: BTreeMap<NodeId, u32>,
+    pub default_weight: u32,
+    /// Where locality and hashing schedulers take their key from.
+    pub key_source: Option<HashKeySource>,
+    /// Nodes in maintenance: weight 0 whatever their configured weight.
+    pub drained: std::collections::BTreeSet<NodeId>,
+    /// Tags per node, for routing rules (`reporting`, ...).
+    pub tags: BTreeMap<NodeId, std::collections::BTreeSet<String>>,
+    /// Routing rules, in order.
+    pub rules: Vec<RoutingRule>,
+    /// Derive effective weights from the load each node reports (`dispatch::load`): then
+    /// weights are in hundredths of the configured ones.
+    pub dynamic_weights: bool,
+}
+
+impl BalancerSettings {
+    /// The weight reads see: 0 when drained, else the configured one — scaled by the node's
+    /// reported load under dynamic weights.
+    pub fn effective_weight(
+        &self,
+        node: NodeId,
+        load: Option<&crate::dispatch::load::LoadReport>,
+    ) -> u32 {
+        if self.drained.contains(&node) {
+            return 0;
+        }
+        let configured = self.configured_weight(node);
+        match load {
+            Some(load) if self.dynamic_weights => {
+                crate::dispatch::load::dynamic_weight(configured, load)
+            }
+            _ => configured,
+        }
+    }
+
+    pub fn configured_weight(&self, node: NodeId) -> u32 {
+        self.weights
+            .get(&node)
+            .copied()
+            .unwrap_or(self.default_weight)
+    }
+}
+
+impl Default for BalancerSettings {
+    fn default() -> Self {
+        BalancerSettings {
+            scheduler: SchedulerKind::default(),
+            weights: BTreeMap::new(),
+            default_weight: 1,
+            key_source: None,
+            drained: Default::default(),
+            tags: BTreeMap::new(),
+            rules: Vec::new(),
+            dynamic_weights: false,
+        }
+    }
+}
+
+/// A bad balancer setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BalancerError {
+    #[error(transparent)]
+    Scheduler(#[from] SchedulerError),
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error("invalid weights {text:?}: {reason} (expected ID=WEIGHT pairs, e.g. 1=3,2=2,3=1)")]
+    Weights { text: String, reason: String },
+}
+
+/// Parses `1=3,2=2,3=1`.
+pub fn parse_weights(text: &str) -> Result<BTreeMap<NodeId, u32>, BalancerError> {
+    let invalid = |reason: &str| BalancerError::Weights {
+        text: text.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let mut weights = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, weight) = pair.split_once('=').ok_or_else(|| invalid("missing '='"))?;
+        let id: NodeId = id.trim().parse().map_err(|_| invalid("bad node id"))?;
+        let weight: u32 = weight.trim().parse().map_err(|_| invalid("bad weight"))?;
+        if weights.insert(id, weight).is_some() {
+            return Err(invalid("a node is listed twice"));
+        }
+    }
+    Ok(weights)
+}
+
+/// Requests per whole second, for the 1 s / 10 s / 60 s rates: (second, count), oldest
+/// first, at most 61 entries.
+#[derive(Debug, Default)]
+struct PerSecond(std::collections::VecDeque<(u64, u64)>);
+
+impl PerSecond {
+    fn count(&mut self, second: u64) {
+        match self.0.back_mut() {
+            Some((s, n)) if *s == second => *n += 1,
+            _ => self.0.push_back((second, 1)),
+        }
+        while self
+            .0
+            .front()
+            .is_some_and(|(s, _)| second.saturating_sub(*s) > 60)
+        {
+            self.0.pop_front();
+        }
+    }
+
+    /// Requests per second over the `window` whole seconds before `now`.
+    fn rate(&self, now: u64, window: u64) -> f64 {
+        let total: u64 = self
+            .0
+            .iter()
+            .filter(|(s, _)| *s < now && now - *s <= window)
+            .map(|(_, n)| n)
+            .sum();
+        total as f64 / window as f64
+    }
+}
+
+/// One node's counters.
+#[derive(Debug, Default)]
+struct NodeCounters {
+    per_second: PerSecond,
+    in_flight: u32,
+    requests: u64,
+    errors: u64,
+    bytes_out: u64,
+    /// The last [`LATENCY_WINDOW`] latencies in microseconds, a ring.
+    latencies: Vec<u64>,
+    next_latency: usize,
+}
+
+/// One node's counters as shown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeStats {
+    pub node: NodeId,
+    pub weight: u32,
+    pub in_flight: u32,
+    pub requests: u64,
+    pub errors: u64,
+    pub bytes_out: u64,
+    pub latency_p50_us: Option<u64>,
+    pub latency_p99_us: Option<u64>,
+    /// Requests per second over the last 1, 10 and 60 whole seconds.
+    pub rate_1s: f64,
+    pub rate_10s: f64,
+    pub rate_60s: f64,
+}
+
+struct State {
+    settings: BalancerSettings,
+    scheduler: Box<dyn Scheduler>,
+    rng: SeededRng,
+    nodes: BTreeMap<NodeId, NodeCounters>,
+    /// Reused for each pick, so a pick does not allocate.
+    candidates: Vec<Candidate>,
+    /// Seconds for the rates count from here.
+    epoch: std::time::Instant,
+    /// The routing rules, compiled, and each one's hits.
+    rules: Vec<(CompiledRule, u64)>,
+    /// Schedulers named by routing rules, created on first use.
+    rule_schedulers: std::collections::HashMap<SchedulerKind, Box<dyn Scheduler>>,
+}
+
+impl State {
+    fn second(&self) -> u64 {
+        self.epoch.elapsed().as_secs()
+    }
+
+    fn count_start(&mut self, node: NodeId) {
+        let second = self.second();
+        let counters = self.nodes.entry(node).or_default();
+        counters.in_flight += 1;
+        counters.requests += 1;
+        counters.per_second.count(second);
+    }
+}
+
+/// The balancer; one per node, shared by every session.
+pub struct ReadBalancer {
+    state: Mutex<State>,
+}
+
+/// What a pick may choose from: a node and whether it may serve this read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Eligible {
+    pub node: NodeId,
+    pub eligible: bool,
+    /// Its last reported load (for dynamic weights).
+    pub load: Option<crate::dispatch::load::LoadReport>,
+}
+
+impl ReadBalancer {
+    pub fn new(settings: BalancerSettings, seed: u64) -> Result<ReadBalancer, BalancerError> {
+        let scheduler = new_scheduler(settings.scheduler, &SchedulerParams::default())?;
+        let rules = crate::dispatch::routing::compile(&settings.rules, &settings.tags)?
+            .into_iter()
+            .map(|rule| (rule, 0))
+            .collect();
+        Ok(ReadBalancer {
+            state: Mutex::new(State {
+                rules,
+                rule_schedulers: std::collections::HashMap::new(),
+                settings,
+                scheduler,
+                rng: SeededRng::new(seed),
+                nodes: BTreeMap::new(),
+                candidates: Vec::new(),
+                epoch: std::time::Instant::now(),
+            }),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves only counters behind: keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The current settings.
+    pub fn settings(&self) -> BalancerSettings {
+        self.lock().settings.clone()
+    }
+
+    /// Replaces the settings; the scheduler starts over (its state belongs to the old one).
+    pub fn configure(&self, settings: BalancerSettings) -> Result<(), BalancerError> {
+        let scheduler = new_scheduler(settings.scheduler, &SchedulerParams::default())?;
+        let rules = crate::dispatch::routing::compile(&settings.rules, &settings.tags)?;
+        let mut state = self.lock();
+        state.scheduler = scheduler;
+        state.rule_schedulers.clear();
+        // Hits carry over for rules that keep their name.
+        let old: BTreeMap<String, u64> = state
+            .rules
+            .iter()
+            .map(|(r, hits)| (r.rule.name.clone(), *hits))
+            .collect();
+        state.rules = rules
+            .into_iter()
+            .map(|r| {
+                let hits = old.get(&r.rule.name).copied().unwrap_or(0);
+                (r, hits)
+            })
+            .collect();
+        state.settings = settings;
+        Ok(())
+    }
+
+    /// The first routing rule `sql` matches (its hit counted), and where it sends the read.
+    pub fn route(&self, sql: &str, context: &ReadContext) -> Option<RuleTarget> {
+        let mut state = self.lock();
+        if state.rules.is_empty() {
+            return None;
+        }
+        let tables = crate::dispatch::routing::tables_read(sql);
+        let (rule, hits) = state
+            .rules
+            .iter_mut()
+            .find(|(rule, _)| rule.matches(sql, &tables, context))?;
+        *hits += 1;
+        Some(rule.rule.target.clone())
+    }
+
+    /// The nodes carrying `tag`.
+    pub fn tagged(&self, tag: &str) -> Vec<NodeId> {
+        self.lock()
+            .settings
+            .tags
+            .iter()
+            .filter(|(_, tags)| tags.contains(tag))
+            .map(|(node, _)| *node)
+            .collect()
+    }
+
+    /// Each routing rule's name and hits, in order.
+    pub fn rule_hits(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .rules
+            .iter()
+            .map(|(rule, hits)| (rule.rule.name.clone(), *hits))
+            .collect()
+    }
+
+    /// The key a request hashes to under the configured key source, from what the caller
+    /// knows: the first table it reads and its session.
+    pub fn key(&self, first_table: Option<&str>, session: Option<u64>) -> Option<u64> {
+        let source = {
+            let state = self.lock();
+            if !state.settings.scheduler.uses_key() {
+                return None;
+            }
+            state
+                .settings
+                .key_source
+                .or(state.settings.scheduler.default_key_source())
+        };
+        match source? {
+            HashKeySource::FirstTable => first_table.map(|t| hash_key(t.as_bytes())),
+            HashKeySource::Session | HashKeySource::ClientAddr => {
+                session.map(|s| hash_key(&s.to_be_bytes()))
+            }
+            HashKeySource::RuleKey => None,
+        }
+    }
+
+    /// Picks the node for one read among `nodes`, and counts it as started there. `None`
+    /// when none may serve it.
+    pub fn start(
+        &self,
+        nodes: &[Eligible],
+        key: Option<u64>,
+        scheduler: Option<SchedulerKind>,
+    ) -> Option<NodeId> {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        state.candidates.clear();
+        for n in nodes {
+            let counters = state.nodes.entry(n.node).or_default();
+            let weight = state.settings.effective_weight(n.node, n.load.as_ref());
+            state.candidates.push(Candidate {
+                node: n.node,
+                weight,
+                active: counters.in_flight,
+                inactive: 0,
+                eligible: n.eligible,
+            });
+        }
+        let chosen = match scheduler {
+            Some(kind) if kind != state.settings.scheduler => {
+                let named = match state.rule_schedulers.entry(kind) {
+                    std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                    std::collections::hash_map::Entry::Vacant(e) => {
+                        e.insert(new_scheduler(kind, &SchedulerParams::default()).ok()?)
+                    }
+                };
+                named.pick(&state.candidates, key, &mut state.rng)
+            }
+            _ => state.scheduler.pick(&state.candidates, key, &mut state.rng),
+        };
+        let node = chosen?;
+        state.count_start(node);
+        Some(node)
+    }
+
+    /// Counts a read started on `node` without a pick (served locally because nothing else
+    /// could be chosen).
+    pub fn start_on(&self, node: NodeId) {
+        self.lock().count_start(node);
+    }
+
+    /// Ends a read started on `node`.
+    pub fn finish(&self, node: NodeId, ok: bool, bytes_out: u64, latency: Duration) {
+        let mut state = self.lock();
+        let counters = state.nodes.entry(node).or_default();
+        counters.in_flight = counters.in_flight.saturating_sub(1);
+        if !ok {
+            counters.errors += 1;
+        }
+        counters.bytes_out += bytes_out;
+        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
+        if counters.latencies.len() < LATENCY_WINDOW {
+            counters.latencies.push(micros);
+        } else {
+            let at = counters.next_latency;
+            counters.latencies[at] = micros;
+        }
+        counters.next_latency = (counters.next_latency + 1) % LATENCY_WINDOW;
+    }
+
+    /// Every node's counters, by node id.
+    pub fn stats(&self) -> Vec<NodeStats> {
+        let state = self.lock();
+        let now = state.second();
+        state
+            .nodes
+            .iter()
+            .map(|(node, c)| {
+                let mut sorted = c.latencies.clone();
+                sorted.sort_unstable();
+                let percentile =
+                    |p: usize| (!sorted.is_empty()).then(|| sorted[(sorted.len() - 1) * p / 100]);
+                NodeStats {
+                    node: *node,
+                    weight: state.settings.effective_weight(*node, None),
+                    in_flight: c.in_flight,
+                    requests: c.requests,
+                    errors: c.errors,
+                    bytes_out: c.bytes_out,
+                    latency_p50_us: percentile(50),
+                    latency_p99_us: percentile(99),
+                    rate_1s: c.per_second.rate(now, 1),
+                    rate_10s: c.per_second.rate(now, 10),
+                    rate_60s: c.per_second.rate(now, 60),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The first table a SELECT reads, for the `first_table` hash key: the word after the first
+/// `FROM` (unquoted, lower-cased). Good enough for a key: a wrong guess only moves a read.
+pub fn first_table(sql: &str) -> Option<String> {
+    let mut words = sql.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',');
+    words.find(|w| w.eq_ignore_ascii_case("from"))?;
+    let table = words.find(|w| !w.is_empty())?;
+    Some(table.trim_matches('"').to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(nodes: &[NodeId]) -> Vec<Eligible> {
+        nodes
+            .iter()
+            .map(|&node| Eligible {
+                node,
+                eligible: true,
+                load: None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn wrr_weights_split_reads_and_counters_follow() {
+        let balancer = ReadBalancer::new(
+            BalancerSettings {
+                scheduler: SchedulerKind::Wrr,
+                weights: parse_weights("1=3,2=2,3=1").expect("weights"),
+                ..BalancerSettings::default()
+            },
+            7,
+        )
+        .expect("balancer");
+        let nodes = all(&[1, 2, 3]);
+        for _ in 0..600 {
+            let node = balancer.start(&nodes, None, None).expect("a node");
+            balancer.finish(node, true, 10, Duration::from_micros(100));
+        }
+        let requests: Vec<u64> = balancer.stats().iter().map(|s| s.requests).collect();
+        assert_eq!(requests, [300, 200, 100]);
+        assert!(balancer.stats().iter().all(|s| s.in_flight == 0));
+        assert_eq!(balancer.stats()[0].latency_p99_us, Some(100));
+    }
+
+    #[test]
+    fn ineligible_nodes_are_skipped_and_none_is_none() {
+        let balancer = ReadBalancer::new(BalancerSettings::default(), 1).expect("balancer");
+        let nodes = [
+            Eligible {
+                node: 1,
+                eligible: false,
+                load: None,
+            },
+            Eligible {
+                node: 2,
+                eligible: true,
+                load: None,
+            },
+        ];
+        for _ in 0..10 {
+            assert_eq!(balancer.start(&nodes, None, None), Some(2));
+        }
+        let none = [Eligible {
+            node: 1,
+            eligible: false,
+            load: None,
+        }];
+        assert_eq!(balancer.start(&none, None, None), None);
+    }
+
+    #[test]
+    fn rates_count_whole_seconds_before_now() {
+        let mut per_second = PerSecond::default();
+        for second in [0, 0, 1, 1, 1, 5, 9, 65] {
+            per_second.count(second);
+        }
+        assert_eq!(
+            per_second.0.front(),
+            Some(&(5, 1)),
+            "older than 60 s dropped"
+        );
+        let mut recent = PerSecond::default();
+        for second in [0, 0, 1, 1, 1, 5, 9] {
+            recent.count(second);
+        }
+        assert_eq!(recent.rate(2, 1), 3.0, "second 1 had 3");
+        assert_eq!(recent.rate(10, 10), 0.7, "seconds 0..=9 had 7");
+        assert_eq!(recent.rate(9, 1), 0.0, "second 8 had none");
+    }
+
+    #[test]
+    fn weights_parse_and_refuse_nonsense() {
+        assert_eq!(
+            parse_weights(" 1=3, 2=0 ").expect("weights"),
+            BTreeMap::from([(1, 3), (2, 0)])
+        );
+        assert!(parse_weights("1=3,1=2").is_err());
+        assert!(parse_weights("x=1").is_err());
+        assert!(parse_weights("1").is_err());
+        assert_eq!(
+            first_table("SELECT a FROM \"Items\" WHERE b = 1").as_deref(),
+            Some("items")
+        );
+    }
+}

@@ -425,13 +425,12 @@ impl ReadBalancer {
     }
 }
 
-/// The first table a SELECT reads, for the `first_table` hash key: the word after the first
-/// `FROM` (unquoted, lower-cased). Good enough for a key: a wrong guess only moves a read.
+/// The first table a SELECT reads, for the `first_table` hash key (the routing rules' table
+/// heuristic, `routing::tables_read`). A wrong guess only moves a read.
 pub fn first_table(sql: &str) -> Option<String> {
-    let mut words = sql.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == ',');
-    words.find(|w| w.eq_ignore_ascii_case("from"))?;
-    let table = words.find(|w| !w.is_empty())?;
-    Some(table.trim_matches('"').to_ascii_lowercase())
+    crate::dispatch::routing::tables_read(sql)
+        .into_iter()
+        .next()
 }
 
 #[cfg(test)]

@@ -566,12 +566,7 @@ pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch:
         let members = dispatcher.read_members();
         let ids: Vec<NodeId> = members.iter().map(|(id, _)| *id).collect();
         dispatcher.health.retain(&ids);
-        let own_applied = dispatcher
-            .engine
-            .visible()
-            .borrow()
-            .map(|l| l.index)
-            .unwrap_or(0);
+        let own_applied = dispatcher.engine.applied_index();
         let probes = members
             .into_iter()
             .filter(|(id, _)| *id != dispatcher.node_id)

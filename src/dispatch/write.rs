@@ -464,7 +464,7 @@ async fn propose_group(
     unresolved: &mut Option<Unresolved>,
     mut group: Group,
 ) {
-    let visible = engine.visible().borrow().map(|l| l.index).unwrap_or(0);
+    let visible = engine.applied_index();
     let mut outcomes: Vec<Option<Result<LogIndex, RequestError>>> =
         vec![None; group.commands.len()];
     let mut deferred = None;

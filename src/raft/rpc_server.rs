@@ -153,13 +153,7 @@ async fn query(State(s): State<RpcState>, body: Bytes) -> Response {
 
 /// A health probe: answered with this node's applied index and load.
 async fn health(State(s): State<RpcState>) -> Response {
-    let applied = s
-        .dispatcher
-        .engine
-        .visible()
-        .borrow()
-        .map(|l| l.index)
-        .unwrap_or(0);
+    let applied = s.dispatcher.engine.applied_index();
     encode(&crate::dispatch::load::HealthReport {
         applied,
         load: s.dispatcher.local_load.report(),

@@ -274,6 +274,11 @@ impl Engine {
         self.visible.clone()
     }
 
+    /// The index of the last committed applied entry (0 before any).
+    pub fn applied_index(&self) -> crate::raft::types::LogIndex {
+        self.visible.borrow().map(|l| l.index).unwrap_or(0)
+    }
+
     /// Applied log id and membership as committed on disk.
     pub async fn applied_state(&self) -> Result<(Option<LogId>, StoredMembership), EngineError> {
         self.readers

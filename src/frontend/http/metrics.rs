@@ -27,7 +27,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
 pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let d = &state.dispatcher;
     let m = metrics::snapshot(&d.raft);
-    let applied = d.engine.visible().borrow().map(|l| l.index).unwrap_or(0);
+    let applied = d.engine.applied_index();
     let log = state.log.metrics();
     let mut out = String::new();
     let one = |value: f64| vec![(String::new(), value)];

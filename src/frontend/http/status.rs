@@ -88,7 +88,7 @@ pub async fn status(
 fn local_status(state: &HttpState) -> Value {
     let d = &state.dispatcher;
     let m = metrics::snapshot(&d.raft);
-    let applied = d.engine.visible().borrow().map(|l| l.index).unwrap_or(0);
+    let applied = d.engine.applied_index();
     let role = format!("{:?}", m.state).to_lowercase();
     let log = state.log.metrics();
     let ids = state.ids.stats();

@@ -159,12 +159,13 @@ fn print_dispatcher(dispatcher: &Value) {
         dispatcher["scheduler"].as_str().unwrap_or("?")
     );
     println!(
-        "{:<4} {:>6} {:<8} {:>10} {:>7} {:>7} {:>12} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "{:<4} {:>6} {:<8} {:>10} {:>7} {:>7} {:>7} {:>12} {:>8} {:>8} {:>8} {:>9} {:>9}",
         "NODE",
         "WEIGHT",
         "HEALTH",
         "REQUESTS",
         "ACTIVE",
+        "INACT",
         "ERRORS",
         "BYTES OUT",
         "RPS 1s",
@@ -180,7 +181,7 @@ fn print_dispatcher(dispatcher: &Value) {
     };
     for n in dispatcher["nodes"].as_array().into_iter().flatten() {
         println!(
-            "{:<4} {:>6} {:<8} {:>10} {:>7} {:>7} {:>12} {:>8.1} {:>8.1} {:>8.1} {:>9} {:>9}",
+            "{:<4} {:>6} {:<8} {:>10} {:>7} {:>7} {:>7} {:>12} {:>8.1} {:>8.1} {:>8.1} {:>9} {:>9}",
             n["node"],
             n["weight"],
             if n["healthy"].as_bool() == Some(false) {
@@ -190,6 +191,7 @@ fn print_dispatcher(dispatcher: &Value) {
             },
             n["requests"],
             n["in_flight"],
+            n["inactive"],
             n["errors"],
             n["bytes_out"],
             n["rate_1s"].as_f64().unwrap_or(0.0),

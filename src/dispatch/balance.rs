@@ -1,7 +1,13 @@
 //! The read balancer: which node serves each autocommit read. It holds the configured
 //! scheduler (`dispatch::scheduler`), each node's configured weight, and per-node counters:
-//! requests in flight (the schedulers' "active connections"), requests, errors, bytes out and
-//! recent latencies — what `/v1/status` shows, like `ipvsadm -Ln --stats`.
+//! requests in flight (the schedulers' "active connections"), requests that ended within the
+//! last one to two seconds (their "inactive connections", the way IPVS counts closed
+//! connections lingering in TIME_WAIT), requests, errors, bytes out and recent latencies —
+//! what `/v1/status` shows, like `ipvsadm -Ln --stats`.
+//!
+//! Counting recently ended requests as inactive matters for one client issuing reads one at a
+//! time: nothing is ever in flight at a pick, so without them `wlc` and `lc` would send every
+//! read to the first node in candidate order.
 //!
 //! A pick takes a std mutex for the scheduler call only (well under a microsecond); counters
 //! are updated under the same lock when a request starts and ends.
@@ -135,6 +141,16 @@ impl PerSecond {
     }
 
     /// Requests per second over the `window` whole seconds before `now`.
+    /// Requests counted in this whole second and the one before.
+    fn recent(&self, now: u64) -> u64 {
+        self.0
+            .iter()
+            .rev()
+            .take_while(|(s, _)| now.saturating_sub(*s) <= 1)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
     fn rate(&self, now: u64, window: u64) -> f64 {
         let total: u64 = self
             .0
@@ -150,6 +166,8 @@ impl PerSecond {
 #[derive(Debug, Default)]
 struct NodeCounters {
     per_second: PerSecond,
+    /// Requests ended per second, for the inactive count.
+    ended_per_second: PerSecond,
     in_flight: u32,
     requests: u64,
     errors: u64,
@@ -159,12 +177,20 @@ struct NodeCounters {
     next_latency: usize,
 }
 
+impl NodeCounters {
+    fn inactive(&self, now: u64) -> u32 {
+        u32::try_from(self.ended_per_second.recent(now)).unwrap_or(u32::MAX)
+    }
+}
+
 /// One node's counters as shown.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NodeStats {
     pub node: NodeId,
     pub weight: u32,
     pub in_flight: u32,
+    /// Requests that ended in this whole second or the one before.
+    pub inactive: u32,
     pub requests: u64,
     pub errors: u64,
     pub bytes_out: u64,
@@ -342,6 +368,7 @@ impl ReadBalancer {
         let mut guard = self.lock();
         let state = &mut *guard;
         state.candidates.clear();
+        let now = state.second();
         for n in nodes {
             let counters = state.nodes.entry(n.node).or_default();
             let weight = state.settings.effective_weight(n.node, n.load.as_ref());
@@ -349,7 +376,7 @@ impl ReadBalancer {
                 node: n.node,
                 weight,
                 active: counters.in_flight,
-                inactive: 0,
+                inactive: counters.inactive(now),
                 eligible: n.eligible,
             });
         }
@@ -379,8 +406,10 @@ impl ReadBalancer {
     /// Ends a read started on `node`.
     pub fn finish(&self, node: NodeId, ok: bool, bytes_out: u64, latency: Duration) {
         let mut state = self.lock();
+        let second = state.second();
         let counters = state.nodes.entry(node).or_default();
         counters.in_flight = counters.in_flight.saturating_sub(1);
+        counters.ended_per_second.count(second);
         if !ok {
             counters.errors += 1;
         }
@@ -411,6 +440,7 @@ impl ReadBalancer {
                     node: *node,
                     weight: state.settings.effective_weight(*node, None),
                     in_flight: c.in_flight,
+                    inactive: c.inactive(now),
                     requests: c.requests,
                     errors: c.errors,
                     bytes_out: c.bytes_out,
@@ -468,6 +498,34 @@ mod tests {
         assert_eq!(requests, [300, 200, 100]);
         assert!(balancer.stats().iter().all(|s| s.in_flight == 0));
         assert_eq!(balancer.stats()[0].latency_p99_us, Some(100));
+    }
+
+    #[test]
+    fn one_read_at_a_time_under_wlc_spreads_over_equal_nodes() {
+        // Nothing is in flight at any pick, so only the inactive count (reads that just
+        // ended) tells the nodes apart; without it every read would go to node 1.
+        let balancer = ReadBalancer::new(BalancerSettings::default(), 3).expect("balancer");
+        let nodes = all(&[1, 2, 3]);
+        for _ in 0..30 {
+            let node = balancer.start(&nodes, None, None).expect("a node");
+            balancer.finish(node, true, 0, Duration::from_micros(50));
+        }
+        let stats = balancer.stats();
+        let requests: Vec<u64> = stats.iter().map(|s| s.requests).collect();
+        // A second boundary may pass mid-loop and reset the inactive counts once.
+        assert!(requests.iter().all(|&r| r >= 8), "{requests:?}");
+        assert!(stats.iter().all(|s| s.inactive > 0), "{stats:?}");
+    }
+
+    #[test]
+    fn recent_counts_this_second_and_the_one_before() {
+        let mut ended = PerSecond::default();
+        for second in [3, 4, 4, 5, 5, 5] {
+            ended.count(second);
+        }
+        assert_eq!(ended.recent(5), 5);
+        assert_eq!(ended.recent(6), 3);
+        assert_eq!(ended.recent(7), 0);
     }
 
     #[test]

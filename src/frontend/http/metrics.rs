@@ -104,6 +104,13 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     );
     family(
         &mut out,
+        "phalanx_dispatch_inactive",
+        "gauge",
+        "Reads on each node that ended within the last one to two seconds (IPVS's inactive count).",
+        &by_node(&|s| f64::from(s.inactive)),
+    );
+    family(
+        &mut out,
         "phalanx_dispatch_bytes_out_total",
         "counter",
         "Result bytes each node returned.",

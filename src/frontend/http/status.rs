@@ -141,6 +141,7 @@ fn dispatcher_status(d: &crate::dispatch::Dispatcher) -> Value {
                 "weight": s.weight,
                 "requests": s.requests,
                 "in_flight": s.in_flight,
+                "inactive": s.inactive,
                 "errors": s.errors,
                 "bytes_out": s.bytes_out,
                 "latency_p50_us": s.latency_p50_us,

@@ -11,6 +11,11 @@ use phalanx::config::NodeConfig;
 use phalanx::frontend::pg::auth::cli as pg_auth_cli;
 use phalanx::{admin, bench, ids, local, node};
 
+// The write path allocates per request and per batch on several threads; glibc's malloc showed
+// as ~15% of the leader's CPU under load (docs/BENCHMARKS.md), mimalloc's thread-local heaps less.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "phalanx",

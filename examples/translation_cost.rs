@@ -1,30 +1,59 @@
 //! What the PostgreSQL → SQLite translation costs per statement, on pgbench's simple-protocol
-//! TPC-B statements (translated every time they are sent). A measurement, not a test:
-//! `cargo run --release --example translation_cost`.
+//! TPC-B statements (translated every time they are sent, each time with other numbers): a
+//! fresh translation (parse, rewrite, print) and one filled in from the shape cache. A
+//! measurement, not a test: `cargo run --release --example translation_cost`.
 
-use phalanx::frontend::pg::dialect::translate;
+use phalanx::frontend::pg::dialect::{translate, translate_uncached};
 use phalanx::frontend::pg::sql::SqlText;
 
+/// pgbench's TPC-B statements with `{a}`, `{t}`, `{b}`, `{d}` for its random values.
 const STATEMENTS: [&str; 5] = [
-    "UPDATE pgbench_accounts SET abalance = abalance + -4321 WHERE aid = 1234",
-    "SELECT abalance FROM pgbench_accounts WHERE aid = 1234",
-    "UPDATE pgbench_tellers SET tbalance = tbalance + -4321 WHERE tid = 7",
-    "UPDATE pgbench_branches SET bbalance = bbalance + -4321 WHERE bid = 1",
-    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES (7, 1, 1234, -4321, CURRENT_TIMESTAMP)",
+    "UPDATE pgbench_accounts SET abalance = abalance + {d} WHERE aid = {a}",
+    "SELECT abalance FROM pgbench_accounts WHERE aid = {a}",
+    "UPDATE pgbench_tellers SET tbalance = tbalance + {d} WHERE tid = {t}",
+    "UPDATE pgbench_branches SET bbalance = bbalance + {d} WHERE bid = {b}",
+    "INSERT INTO pgbench_history (tid, bid, aid, delta, mtime) VALUES ({t}, {b}, {a}, {d}, CURRENT_TIMESTAMP)",
 ];
 
-fn main() {
-    let statements: Vec<SqlText> = STATEMENTS.iter().map(|s| SqlText::new(s)).collect();
+fn statements(round: u32) -> Vec<SqlText> {
+    STATEMENTS
+        .iter()
+        .map(|s| {
+            SqlText::new(
+                &s.replace("{a}", &(round * 7919 % 1_000_000).to_string())
+                    .replace("{t}", &(round % 100).to_string())
+                    .replace("{b}", &(round % 10).to_string())
+                    .replace("{d}", &(i64::from(round % 10_000) - 5000).to_string()),
+            )
+        })
+        .collect()
+}
+
+fn measure(
+    label: &str,
+    translate: fn(
+        &SqlText,
+    ) -> Result<
+        phalanx::frontend::pg::dialect::Translation,
+        phalanx::frontend::pg::dialect::TranslateError,
+    >,
+) {
     let rounds = 20_000u32;
+    let inputs: Vec<Vec<SqlText>> = (0..rounds).map(statements).collect();
     let start = std::time::Instant::now();
-    for _ in 0..rounds {
-        for statement in &statements {
+    for round in &inputs {
+        for statement in round {
             if let Err(e) = std::hint::black_box(translate(statement)) {
                 eprintln!("{}: {e}", statement.sql);
                 std::process::exit(1);
             }
         }
     }
-    let per_statement = start.elapsed() / (rounds * statements.len() as u32);
-    println!("translation: {per_statement:?} per pgbench statement");
+    let per_statement = start.elapsed() / (rounds * STATEMENTS.len() as u32);
+    println!("{label}: {per_statement:?} per pgbench statement");
+}
+
+fn main() {
+    measure("fresh translation", translate_uncached);
+    measure("shape cache", translate);
 }

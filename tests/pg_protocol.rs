@@ -182,11 +182,41 @@ async fn tokio_postgres_on_a_follower() {
         .await
         .expect_err("duplicate key");
     assert_eq!(code(&duplicate), "23505");
+    // In PostgreSQL's words, with the constraint, table and column named in their fields, as
+    // the catalog names them (this connection is on a follower; the leader ran the statement).
+    let db = duplicate.as_db_error().expect("a server error");
+    assert_eq!(
+        db.message(),
+        "duplicate key value violates unique constraint \"items_pkey\""
+    );
+    assert_eq!(db.constraint(), Some("items_pkey"));
+    assert_eq!(db.table(), Some("items"));
+    let same_name = client
+        .execute(
+            insert,
+            &[
+                &99i64, &"apple", &0.0f64, &nothing.1, &nothing.2, &nothing.3,
+            ],
+        )
+        .await
+        .expect_err("duplicate name");
+    let db = same_name.as_db_error().expect("a server error");
+    assert_eq!(
+        db.message(),
+        "duplicate key value violates unique constraint \"items_name_key\""
+    );
+    assert_eq!(db.constraint(), Some("items_name_key"));
     let null = client
         .execute("INSERT INTO items (id) VALUES ($1)", &[&30i64])
         .await
         .expect_err("null name");
     assert_eq!(code(&null), "23502");
+    let db = null.as_db_error().expect("a server error");
+    assert_eq!(
+        db.message(),
+        "null value in column \"name\" of relation \"items\" violates not-null constraint"
+    );
+    assert_eq!(db.column(), Some("name"));
     let syntax = client.batch_execute("SELEC 1").await.expect_err("syntax");
     assert_eq!(code(&syntax), "42601");
     let parsed = client.query("SELEC 1", &[]).await.expect_err("syntax");

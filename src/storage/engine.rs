@@ -43,6 +43,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use crate::raft::types::{Command, Entry, LogId, NodeId, ProposalId, StoredMembership, WritePart};
 use crate::storage::catalog;
 use crate::storage::changeset::{self, ChangeRecorder};
+use crate::storage::constraint_error;
 use crate::storage::error::{EngineError, SqlError};
 use crate::storage::meta;
 use crate::storage::pg_functions;
@@ -788,6 +789,7 @@ fn run_batch(
                 results.push(Err(SqlError::Constraint {
                     code: rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
                     message: "FOREIGN KEY constraint failed (deferred constraint checked at the end of the transaction)".into(),
+                    names: Default::default(),
                 }));
             }
             Ok(statement_results) => {
@@ -924,7 +926,10 @@ fn run_client_statement<'c>(
                 // Outside the policy: the rebuild writes the attached catalog databases.
                 catalog::refresh(conn, true).map_err(|e| SqlError::from_sqlite(&e))?;
             }
-            Ok(guard.while_active(|| run_statement(conn, statement))?)
+            // Named in PostgreSQL's terms outside the guard: the lookup reads the schema.
+            Ok(guard
+                .while_active(|| run_statement(conn, statement))
+                .map_err(|e| constraint_error::in_postgres_terms(conn, &statement.sql, e))?)
         }
     }
 }

@@ -16,8 +16,14 @@ pub enum SqlError {
     InvalidRequest(String),
     /// A constraint (UNIQUE, NOT NULL, CHECK, FOREIGN KEY) refused the change. `code` is
     /// SQLite's extended result code (`SQLITE_CONSTRAINT_UNIQUE`, ...), which tells which kind.
+    /// `message` is SQLite's, or PostgreSQL's wording when the engine could name the parts
+    /// (`storage::constraint_error`), which `names` then holds.
     #[error("constraint violation: {message}")]
-    Constraint { code: i32, message: String },
+    Constraint {
+        code: i32,
+        message: String,
+        names: crate::storage::constraint_error::ConstraintNames,
+    },
     /// SQLite refused the statement (syntax error, unknown table or column, ...). `code` is
     /// SQLite's extended result code, or 0 when the error did not come from SQLite itself.
     #[error("{message}")]
@@ -32,7 +38,11 @@ impl SqlError {
                 let message = message.clone().unwrap_or_else(|| e.to_string());
                 let code = e.extended_code;
                 if e.code == rusqlite::ErrorCode::ConstraintViolation {
-                    SqlError::Constraint { code, message }
+                    SqlError::Constraint {
+                        code,
+                        message,
+                        names: Default::default(),
+                    }
                 } else {
                     SqlError::Statement { code, message }
                 }

@@ -2,6 +2,7 @@
 
 pub mod catalog;
 pub mod changeset;
+pub mod constraint_error;
 pub mod datetime;
 pub mod engine;
 pub mod error;

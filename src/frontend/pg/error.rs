@@ -147,6 +147,15 @@ pub type PgError = Box<ErrorInfo>;
 
 /// The ErrorResponse for a request error (severity ERROR: the session goes on).
 pub fn request_error(error: &RequestError) -> PgError {
+    if let RequestError::Sql(SqlError::Constraint { message, names, .. }) = error {
+        // PostgreSQL's own words (`storage::constraint_error`), and the parts it names.
+        let mut info = ErrorInfo::new("ERROR".into(), sqlstate(error).into(), message.clone());
+        info.schema = names.table.as_ref().map(|_| "public".to_owned());
+        info.table = names.table.clone();
+        info.column = names.column.clone();
+        info.constraint = names.constraint.clone();
+        return Box::new(info);
+    }
     let mut info = ErrorInfo::new("ERROR".into(), sqlstate(error).into(), error.to_string());
     info.hint = match error {
         RequestError::NoLeader(_) | RequestError::NotLeader { .. } => {
@@ -205,6 +214,7 @@ mod tests {
     fn sqlite_errors_map_to_postgres_sqlstates() {
         let constraint = |code| {
             sqlstate(&RequestError::Sql(SqlError::Constraint {
+                names: Default::default(),
                 code,
                 message: String::new(),
             }))

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use rusqlite::types::Value;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sqlparser::ast::{ColumnOption, Statement, TableConstraint};
 use sqlparser::dialect::SQLiteDialect;
 use sqlparser::parser::Parser;
@@ -262,6 +262,186 @@ fn table_indexes(
         }
     }
     Ok(indexes)
+}
+
+/// Whether `index` carries the table's primary key: SQLite's own, or one added by `ALTER TABLE
+/// ... ADD PRIMARY KEY` (a unique index with a not-null helper named after it).
+fn is_primary(index: &IndexInfo, not_null_helpers: &[String]) -> bool {
+    index.origin == "pk" || not_null_helpers.contains(&format!("{}_not_null", index.name))
+}
+
+/// The indexes that only enforce NOT NULL for an added primary key (not shown as indexes).
+fn not_null_helpers<'a>(indexes: impl IntoIterator<Item = &'a IndexInfo>) -> Vec<String> {
+    indexes
+        .into_iter()
+        .filter(|i| {
+            i.sql
+                .as_deref()
+                .is_some_and(|s| s.contains("WHERE pg_not_null("))
+        })
+        .map(|i| i.name.clone())
+        .collect()
+}
+
+/// The name PostgreSQL would give `index` of `table`: a primary key's or unique constraint's
+/// declared name, else `table_pkey` / `table_col_key`; a created index keeps its own.
+fn key_display_name(
+    table: &str,
+    declared: &DeclaredConstraints,
+    index: &IndexInfo,
+    primary: bool,
+) -> String {
+    if primary {
+        declared.primary_key_name.clone().unwrap_or_else(|| {
+            if index.origin == "pk" {
+                generated_name(table, &[], "pkey")
+            } else {
+                index.name.clone()
+            }
+        })
+    } else if index.origin == "u" {
+        declared
+            .unique_names
+            .iter()
+            .find(|(_, cols)| same_columns(cols, &index.column_names))
+            .and_then(|(n, _)| n.clone())
+            .unwrap_or_else(|| generated_name(table, &index.column_names, "key"))
+    } else {
+        index.name.clone()
+    }
+}
+
+fn same_columns(a: &[String], b: &[String]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.eq_ignore_ascii_case(y))
+}
+
+/// The CREATE TABLE text of `table`, if it is a table.
+fn table_sql(conn: &Connection, table: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row(
+        "SELECT sql FROM main.sqlite_schema WHERE type = 'table' AND name = ?1 COLLATE NOCASE",
+        params![table],
+        |row| row.get::<_, Option<String>>(0),
+    )
+    .optional()
+    .map(Option::flatten)
+}
+
+/// The catalog's name for `table`'s primary key or unique constraint (or unique index) on
+/// exactly `columns`: what a unique violation names.
+pub fn unique_key_name(
+    conn: &Connection,
+    table: &str,
+    columns: &[String],
+) -> rusqlite::Result<Option<String>> {
+    let Some(sql) = table_sql(conn, table)? else {
+        return Ok(None);
+    };
+    let declared = declared_constraints(&sql);
+    let table_columns = table_columns(conn, table)?;
+    let indexes = table_indexes(conn, table, &table_columns)?;
+    let helpers = not_null_helpers(&indexes);
+    if let Some(index) = indexes
+        .iter()
+        .find(|i| i.unique && !helpers.contains(&i.name) && same_columns(&i.column_names, columns))
+    {
+        let primary = is_primary(index, &helpers);
+        return Ok(Some(key_display_name(table, &declared, index, primary)));
+    }
+    // A rowid primary key has no index of its own.
+    let key: Vec<String> = table_columns
+        .iter()
+        .filter(|c| c.pk > 0)
+        .map(|c| c.name.clone())
+        .collect();
+    Ok(same_columns(&key, columns).then(|| {
+        declared
+            .primary_key_name
+            .clone()
+            .unwrap_or_else(|| generated_name(table, &[], "pkey"))
+    }))
+}
+
+/// The catalog's names of `table`'s foreign keys, with the table each references, in
+/// declaration order.
+pub fn foreign_key_names(
+    conn: &Connection,
+    table: &str,
+) -> rusqlite::Result<Vec<(String, String)>> {
+    let Some(sql) = table_sql(conn, table)? else {
+        return Ok(Vec::new());
+    };
+    let declared = declared_constraints(&sql);
+    Ok(table_foreign_keys(conn, table)?
+        .into_iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let name = declared
+                .foreign_key_names
+                .get(i)
+                .and_then(|(n, _)| n.clone())
+                .unwrap_or_else(|| generated_name(table, &key.from, "fkey"));
+            (name, key.referenced)
+        })
+        .collect())
+}
+
+/// The catalog's names of the foreign keys of other tables that reference `table`:
+/// (referencing table, constraint name).
+pub fn foreign_keys_referencing(
+    conn: &Connection,
+    table: &str,
+) -> rusqlite::Result<Vec<(String, String)>> {
+    let tables: Vec<String> = conn
+        .prepare_cached(
+            "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+        )?
+        .query_map([], |row| row.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut found = Vec::new();
+    for child in tables {
+        for (name, referenced) in foreign_key_names(conn, &child)? {
+            if referenced.eq_ignore_ascii_case(table) {
+                found.push((child.clone(), name));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The catalog's name for the CHECK of `table` that SQLite's message names: by its declared
+/// name, or by its expression (SQLite quotes an unnamed CHECK's expression as written).
+pub fn check_name(
+    conn: &Connection,
+    table: &str,
+    sqlite_subject: &str,
+) -> rusqlite::Result<Option<String>> {
+    let Some(sql) = table_sql(conn, table)? else {
+        return Ok(None);
+    };
+    let squeezed = |text: &str| -> String {
+        text.chars()
+            .filter(|c| !c.is_whitespace() && *c != '(' && *c != ')')
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let wanted = squeezed(sqlite_subject);
+    Ok(declared_constraints(&sql)
+        .checks
+        .into_iter()
+        .find(|(name, _, expression)| {
+            name.as_deref()
+                .is_some_and(|n| n.eq_ignore_ascii_case(sqlite_subject))
+                || squeezed(expression) == wanted
+        })
+        .map(|(name, column, _)| check_display_name(table, name, column.as_ref())))
+}
+
+/// A CHECK's name: declared, else `table_column_check` or `table_check`.
+fn check_display_name(table: &str, name: Option<String>, column: Option<&String>) -> String {
+    name.unwrap_or_else(|| match column {
+        Some(column) => generated_name(table, std::slice::from_ref(column), "check"),
+        None => generated_name(table, &[], "check"),
+    })
 }
 
 struct ForeignKey {
@@ -545,15 +725,7 @@ fn relation_rows(
     for index in indexes {
         all_indexes.push((16384 + 2 * index.rowid, index));
     }
-    let not_null_helpers: Vec<String> = all_indexes
-        .iter()
-        .filter(|(_, i)| {
-            i.sql
-                .as_deref()
-                .is_some_and(|s| s.contains("WHERE pg_not_null("))
-        })
-        .map(|(_, i)| i.name.clone())
-        .collect();
+    let not_null_helpers = not_null_helpers(all_indexes.iter().map(|(_, i)| i));
     for (index_oid, index) in &all_indexes {
         let sql = index.sql.as_deref().unwrap_or("");
         if sql.contains("WHERE pg_not_null(") {
@@ -582,32 +754,8 @@ fn relation_rows(
             ));
             continue;
         }
-        let primary =
-            index.origin == "pk" || not_null_helpers.contains(&format!("{}_not_null", index.name));
-        let display_name = if primary {
-            declared.primary_key_name.clone().unwrap_or_else(|| {
-                if index.origin == "pk" {
-                    generated_name(name, &[], "pkey")
-                } else {
-                    index.name.clone()
-                }
-            })
-        } else if index.origin == "u" {
-            declared
-                .unique_names
-                .iter()
-                .find(|(_, cols)| {
-                    cols.len() == index.column_names.len()
-                        && cols
-                            .iter()
-                            .zip(&index.column_names)
-                            .all(|(a, b)| a.eq_ignore_ascii_case(b))
-                })
-                .and_then(|(n, _)| n.clone())
-                .unwrap_or_else(|| generated_name(name, &index.column_names, "key"))
-        } else {
-            index.name.clone()
-        };
+        let primary = is_primary(index, &not_null_helpers);
+        let display_name = key_display_name(name, &declared, index, primary);
         let column_list = index
             .column_names
             .iter()
@@ -781,10 +929,7 @@ fn relation_rows(
     }
 
     for (check_name, column, expression) in &declared.checks {
-        let constraint_name = check_name.clone().unwrap_or_else(|| match column {
-            Some(column) => generated_name(name, std::slice::from_ref(column), "check"),
-            None => generated_name(name, &[], "check"),
-        });
+        let constraint_name = check_display_name(name, check_name.clone(), column.as_ref());
         check_count += 1;
         constraint_rows.push((
             next_constraint(),

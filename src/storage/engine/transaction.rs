@@ -208,6 +208,7 @@ impl Writer {
                 code: rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
                 message: "FOREIGN KEY constraint failed (deferred constraint checked at COMMIT)"
                     .into(),
+                names: Default::default(),
             }));
         }
         self.conn.execute_batch("RELEASE txn")?;

@@ -109,6 +109,10 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         None => None,
     };
     let pg_auth = config.pg_auth_settings()?;
+    crate::storage::catalog::facts::set(crate::storage::catalog::facts::ServerFacts {
+        roles: config.pg_users.iter().map(|u| u.name.clone()).collect(),
+        settings: crate::frontend::pg::commands::catalog_settings(config.max_pg_connections),
+    });
     if pg_auth.users.is_empty() && pg_auth.remote != AuthMethod::Trust {
         tracing::info!(
             "no pg_users configured: PostgreSQL clients from other hosts cannot log in (pg_auth_remote = {})",

@@ -199,6 +199,30 @@ async fn tls_and_passwords_with_psql_and_tokio_postgres() {
     );
     assert!(ok, "md5 login failed: {err}");
     assert!(!out.contains("SSL connection"), "{out}");
+    // The catalog lists the configured users as roles (psql's \du reads pg_roles), and
+    // pg_settings this node's connection limit and the session settings' defaults.
+    let (ok, out, err) = psql(
+        &cluster,
+        node,
+        "walrus",
+        "sslmode=disable password=carpenter",
+        "SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles",
+    );
+    assert!(ok, "pg_roles: {err}");
+    assert_eq!(out.trim(), "alice,postgres,walrus");
+    let (ok, out, err) = psql(
+        &cluster,
+        node,
+        "walrus",
+        "sslmode=disable password=carpenter",
+        "SELECT name, setting, context FROM pg_settings \
+         WHERE name IN ('max_connections', 'phalanx.read_consistency') ORDER BY name",
+    );
+    assert!(ok, "pg_settings: {err}");
+    assert_eq!(
+        out.trim(),
+        "max_connections|100|postmaster\nphalanx.read_consistency|linearizable|user"
+    );
     let (ok, _, err) = psql(
         &cluster,
         node,

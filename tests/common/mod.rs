@@ -83,15 +83,39 @@ where
     }
 }
 
-/// Free loopback ports (bound, then released; the OS does not hand them out again at once).
+/// Free loopback ports, from below Linux's ephemeral range (32768 and up by default): a port
+/// from that range, released, can be taken by any outgoing connection (another test's client)
+/// before the node binds it. Each test process walks its own stretch of 20000–32767, starting at
+/// a place its pid picks, and skips ports something else holds.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<std::net::TcpListener> = (0..n)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0"))
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().expect("local addr").port())
-        .collect()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_768;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        std::process::id().wrapping_mul(7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    let mut ports = Vec::with_capacity(n);
+    // Bounded: at most one full walk of the stretch.
+    for _ in 0..SPAN {
+        if ports.len() == n {
+            break;
+        }
+        let port = (LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            ports.push(port);
+        }
+    }
+    assert_eq!(
+        ports.len(),
+        n,
+        "no {n} free loopback ports in {LOW}..{}",
+        LOW + SPAN
+    );
+    ports
 }
 
 fn spawn(cmd: &[String], log: &Path, env: &[(&str, &str)]) -> Child {

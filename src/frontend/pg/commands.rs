@@ -63,6 +63,82 @@ fn defaults() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The settings as `pg_settings` shows them (their defaults), plus `max_connections` (this
+/// node's PostgreSQL connection limit).
+pub fn catalog_settings(max_connections: usize) -> Vec<crate::storage::catalog::facts::Setting> {
+    let mut settings: Vec<_> = defaults()
+        .into_iter()
+        .chain([("max_connections", max_connections.to_string())])
+        .map(|(name, value)| {
+            let fixed = matches!(
+                name,
+                "server_version"
+                    | "server_version_num"
+                    | "server_encoding"
+                    | "integer_datetimes"
+                    | "max_identifier_length"
+                    | "max_connections"
+                    | "is_superuser"
+            );
+            crate::storage::catalog::facts::Setting {
+                name: name.to_owned(),
+                value,
+                category: if name.starts_with("phalanx.") {
+                    "Phalanx"
+                } else if fixed {
+                    "Preset Options"
+                } else {
+                    "Client Connection Defaults"
+                },
+                description: description(name).to_owned(),
+                context: if name == "max_connections" {
+                    "postmaster"
+                } else if fixed {
+                    "internal"
+                } else {
+                    "user"
+                },
+            }
+        })
+        .collect();
+    settings.sort_by_key(|s| s.name.to_lowercase());
+    settings
+}
+
+fn description(name: &str) -> &'static str {
+    match name {
+        "server_version" => "Shows the server version.",
+        "server_version_num" => "Shows the server version as an integer.",
+        "server_encoding" => "Shows the server (database) character set encoding.",
+        "client_encoding" => "Sets the client's character set encoding (UTF8 only).",
+        "DateStyle" => "Sets the display format for date and time values.",
+        "IntervalStyle" => "Sets the display format for interval values.",
+        "integer_datetimes" => "Shows whether datetimes are integer based.",
+        "standard_conforming_strings" => "Causes '...' strings to treat backslashes literally.",
+        "TimeZone" => "Sets the time zone for displaying and interpreting time stamps (UTC only).",
+        "application_name" => "Sets the application name to be reported in statistics and logs.",
+        "search_path" => "Sets the schema search order for names that are not schema-qualified.",
+        "extra_float_digits" => "Sets the number of digits displayed for floating-point values.",
+        "is_superuser" => "Shows whether the current user is a superuser.",
+        "max_identifier_length" => "Shows the maximum identifier length.",
+        "transaction_isolation" => "Sets the current transaction's isolation level.",
+        "default_transaction_isolation" => {
+            "Sets the transaction isolation level of each new transaction."
+        }
+        "default_transaction_read_only" => "Sets the default read-only status of new transactions.",
+        "statement_timeout" => "Sets the maximum allowed duration of any statement.",
+        "lock_timeout" => "Sets the maximum allowed duration of any wait for a lock.",
+        "idle_in_transaction_session_timeout" => {
+            "Sets the maximum allowed idle time between queries, when in a transaction."
+        }
+        "phalanx.read_consistency" => {
+            "Consistency of autocommit reads: linearizable, session (read-your-writes) or any."
+        }
+        "max_connections" => "Sets the maximum number of PostgreSQL connections to this node.",
+        _ => "",
+    }
+}
+
 fn canonical(name: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase();
     let lower = match lower.as_str() {

@@ -1214,36 +1214,57 @@ fn static_rows(rows: &mut CatalogRows) {
             ("dattablespace", int(1663)),
         ],
     );
-    rows.push(
-        "pg_catalog",
-        "pg_roles",
-        vec![
-            ("oid", int(SUPERUSER)),
-            ("rolname", text("postgres")),
-            ("rolsuper", boolean(true)),
-            ("rolinherit", boolean(true)),
-            ("rolcreaterole", boolean(true)),
-            ("rolcreatedb", boolean(true)),
-            ("rolcanlogin", boolean(true)),
-            ("rolreplication", boolean(true)),
-            ("rolconnlimit", int(-1)),
-            ("rolpassword", text("********")),
-            ("rolbypassrls", boolean(true)),
-        ],
-    );
-    rows.push(
-        "pg_catalog",
-        "pg_user",
-        vec![
-            ("usename", text("postgres")),
-            ("usesysid", int(SUPERUSER)),
-            ("usecreatedb", boolean(true)),
-            ("usesuper", boolean(true)),
-            ("userepl", boolean(true)),
-            ("usebypassrls", boolean(true)),
-            ("passwd", text("********")),
-        ],
-    );
+    // Every role may do everything in Phalanx, so each is shown as a superuser.
+    for (oid, role) in super::facts::roles() {
+        rows.push(
+            "pg_catalog",
+            "pg_roles",
+            vec![
+                ("oid", int(oid)),
+                ("rolname", text(&role)),
+                ("rolsuper", boolean(true)),
+                ("rolinherit", boolean(true)),
+                ("rolcreaterole", boolean(true)),
+                ("rolcreatedb", boolean(true)),
+                ("rolcanlogin", boolean(true)),
+                ("rolreplication", boolean(true)),
+                ("rolconnlimit", int(-1)),
+                ("rolpassword", text("********")),
+                ("rolbypassrls", boolean(true)),
+            ],
+        );
+        rows.push(
+            "pg_catalog",
+            "pg_user",
+            vec![
+                ("usename", text(&role)),
+                ("usesysid", int(oid)),
+                ("usecreatedb", boolean(true)),
+                ("usesuper", boolean(true)),
+                ("userepl", boolean(true)),
+                ("usebypassrls", boolean(true)),
+                ("passwd", text("********")),
+            ],
+        );
+    }
+    for setting in super::facts::settings() {
+        rows.push(
+            "pg_catalog",
+            "pg_settings",
+            vec![
+                ("name", text(&setting.name)),
+                ("setting", text(&setting.value)),
+                ("category", text(setting.category)),
+                ("short_desc", text(&setting.description)),
+                ("context", text(setting.context)),
+                ("vartype", text(setting.vartype())),
+                ("source", text("default")),
+                ("boot_val", text(&setting.value)),
+                ("reset_val", text(&setting.value)),
+                ("pending_restart", boolean(false)),
+            ],
+        );
+    }
     for (oid, name, provider) in [(DEFAULT_COLLATION, "default", "d"), (950, "C", "c")] {
         rows.push(
             "pg_catalog",

@@ -14,6 +14,7 @@
 //! (`frontend::pg::dialect::catalog`).
 
 pub mod build;
+pub mod facts;
 pub mod functions;
 pub mod tables;
 pub mod types;

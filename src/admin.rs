@@ -230,8 +230,9 @@ pub async fn remove_node(args: &RemoveNodeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// `node drain ID` / `node undrain ID`: changes the replicated dispatcher settings; a drained
-/// leader hands leadership to another voter.
+/// `node drain ID` / `node undrain ID`: changes the replicated dispatcher settings. A drained
+/// node gets no reads, and if it leads it hands leadership to another voter by itself
+/// (`dispatch::maintenance`) within about a second.
 pub async fn drain(args: &RemoveNodeArgs, drain: bool) -> Result<(), String> {
     let field = if drain { "drain" } else { "undrain" };
     let http = client(Duration::from_secs(30))?;
@@ -240,30 +241,6 @@ pub async fn drain(args: &RemoveNodeArgs, drain: bool) -> Result<(), String> {
         .json(&json!({ field: [args.id] }));
     call(request).await?;
     println!("node {} {}ed", args.id, field);
-    if !drain {
-        return Ok(());
-    }
-    let status = call(http.get(format!("http://{}/v1/status", args.cluster.cluster))).await?;
-    if status["leader"].as_u64() != Some(args.id) {
-        return Ok(());
-    }
-    let to = status["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| m["voter"].as_bool() == Some(true) && m["health"] == "up")
-        .filter_map(|m| m["id"].as_u64())
-        .find(|id| *id != args.id)
-        .ok_or("node leads and no other healthy voter can take over")?;
-    call(
-        http.post(format!(
-            "http://{}/v1/leader/transfer",
-            args.cluster.cluster
-        ))
-        .json(&json!({ "to": to })),
-    )
-    .await?;
-    println!("leadership handed from node {} to node {to}", args.id);
     Ok(())
 }
 

@@ -373,3 +373,90 @@ async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
         .await;
     assert_eq!(status, 400, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drained_leader_hands_leadership_away_and_keeps_it_away() {
+    let cluster = Cluster::start(3, &[]).await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(30))
+        .await;
+    let leader_id = leader as u64 + 1;
+    // Drained through the API (not the CLI): the node itself gives leadership up.
+    let (status, body) = cluster
+        .put(
+            leader,
+            "/v1/dispatcher",
+            &serde_json::json!({"drain": [leader_id]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let next = cluster
+        .wait_for_leader_other_than(leader, Duration::from_secs(10))
+        .await;
+    // Leadership pushed back onto the drained node is handed away again: the transfer to it
+    // starts one term, its hand-off another, and the leader is then someone else.
+    let term_before = cluster.status(next).await.expect("status")["term"]
+        .as_u64()
+        .expect("term");
+    let (status, body) = cluster
+        .post(
+            next,
+            "/v1/leader/transfer",
+            &serde_json::json!({"to": leader_id}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    common::eventually(
+        Duration::from_secs(10),
+        "the drained node to take leadership and give it up",
+        || async {
+            let status = cluster.status(leader).await.ok_or("no status")?;
+            let term = status["term"].as_u64().unwrap_or(0);
+            let leading = status["leader"].as_u64();
+            (term >= term_before + 2 && leading.is_some() && leading != Some(leader_id))
+                .then_some(())
+                .ok_or(format!("term {term}, leader {leading:?}"))
+        },
+    )
+    .await;
+    let settled = cluster
+        .wait_for_leader_other_than(leader, Duration::from_secs(10))
+        .await;
+    // Undrained, it may lead again: a transfer to it sticks.
+    let (status, body) = cluster
+        .put(
+            settled,
+            "/v1/dispatcher",
+            &serde_json::json!({"undrain": [leader_id]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    common::eventually(
+        Duration::from_secs(10),
+        "node undrained everywhere",
+        || async {
+            let view = cluster
+                .get(leader, "/v1/dispatcher")
+                .await
+                .ok_or("no view")?;
+            let drained = view["drained"].as_array().map(Vec::len);
+            (drained == Some(0)).then_some(()).ok_or("still drained")
+        },
+    )
+    .await;
+    let (status, body) = cluster
+        .post(
+            settled,
+            "/v1/leader/transfer",
+            &serde_json::json!({"to": leader_id}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let back = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(10))
+        .await;
+    assert_eq!(
+        back, leader,
+        "an undrained node keeps the leadership it is given"
+    );
+}

@@ -13,6 +13,7 @@ pub mod balance;
 pub mod error;
 pub mod health;
 pub mod load;
+pub mod maintenance;
 pub mod routing;
 pub mod scheduler;
 pub mod settings;
@@ -557,9 +558,11 @@ fn result_bytes(result: &QueryResult) -> u64 {
 }
 
 /// Probes every other member's health each interval until `stop` turns true.
-/// After each round, installs the replicated dispatcher settings if they changed.
+/// After each round, installs the replicated dispatcher settings if they changed, and a
+/// drained leader hands leadership away ([`maintenance`]).
 pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut installed: Option<String> = None;
+    let mut last_hand_off = None;
     loop {
         installed = settings::load_replicated(&dispatcher, installed).await;
         let settings = dispatcher.health.settings();
@@ -596,6 +599,7 @@ pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch:
         dispatcher
             .health
             .record_load(dispatcher.node_id, dispatcher.local_load.report());
+        maintenance::hand_off_if_drained(&dispatcher, &mut last_hand_off).await;
         tokio::select! {
             () = tick => {}
             _ = stop.wait_for(|s| *s) => return,

@@ -371,6 +371,34 @@ impl Cluster {
         .await
     }
 
+    /// Waits until every node names the same leader and it is not node `not`; returns it.
+    pub async fn wait_for_leader_other_than(&self, not: usize, timeout: Duration) -> usize {
+        let which = self.all();
+        eventually(
+            timeout,
+            &format!("a common leader other than node {}", not + 1),
+            || async {
+                let mut leaders = Vec::new();
+                for &i in &which {
+                    leaders.push(self.status(i).await.and_then(|s| s["leader"].as_u64()));
+                }
+                match leaders.first() {
+                    Some(Some(first))
+                        if leaders.iter().all(|l| *l == Some(*first))
+                            && *first != self.nodes[not].id =>
+                    {
+                        self.nodes
+                            .iter()
+                            .position(|n| n.id == *first)
+                            .ok_or(leaders)
+                    }
+                    _ => Err(leaders),
+                }
+            },
+        )
+        .await
+    }
+
     /// Waits until node `i` has applied at least `index`.
     pub async fn wait_applied(&self, i: usize, index: u64, timeout: Duration) {
         let what = format!("node {} applying index {index}", i + 1);

@@ -202,6 +202,7 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         read_index_rounds: Default::default(),
         balancer: Arc::new(ReadBalancer::new(balancer_settings(&config)?, config.id)?),
         local_load: Default::default(),
+        staleness: Default::default(),
         health: Arc::new(Health::new(HealthSettings {
             interval: Duration::from_millis(config.health_interval_ms.max(10)),
             fall: config.health_fall.max(1),

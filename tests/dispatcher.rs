@@ -460,3 +460,70 @@ async fn a_drained_leader_hands_leadership_away_and_keeps_it_away() {
         "an undrained node keeps the leadership it is given"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bounded_reads_skip_nodes_staler_than_the_bound() {
+    let cluster = Cluster::start(3, &["--dispatcher-scheduler", "rr"]).await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(30))
+        .await;
+    let leader_id = leader as u64 + 1;
+    let reader = (0..3).find(|&i| i != leader).expect("a follower");
+    let client = cluster.pg_client(reader).await;
+    client
+        .batch_execute(
+            "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')",
+        )
+        .await
+        .expect("setup");
+    // The follower's staleness figures need a probe round that reached every node.
+    common::eventually(Duration::from_secs(10), "probes of every node", || async {
+        let status = cluster.status(reader).await.ok_or("no status")?;
+        let probed = status["dispatcher"]["health"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|h| h["applied_index"].as_u64().is_some())
+            .count();
+        (probed >= 2).then_some(()).ok_or("not yet")
+    })
+    .await;
+
+    // A 0 ms bound: only the leader, which holds every committed write, is fresh enough.
+    client
+        .batch_execute("SET phalanx.read_consistency = 'bounded'; SET phalanx.max_lag_ms = 0")
+        .await
+        .expect("set bounded");
+    let strict = reads_served(&cluster, reader, &client, 60).await;
+    let expected: Vec<u64> = (1..=3)
+        .map(|n| if n == leader_id { 60 } else { 0 })
+        .collect();
+    assert_eq!(strict, expected, "a 0 ms bound served by a follower");
+
+    // A generous bound: every node qualifies and rr spreads the reads evenly.
+    client
+        .batch_execute("SET phalanx.max_lag_ms = 60000")
+        .await
+        .expect("set bound");
+    let loose = reads_served(&cluster, reader, &client, 60).await;
+    assert_eq!(loose, [20, 20, 20], "rr over three fresh nodes");
+
+    // Over HTTP the same: with a 0 ms bound the leader answers.
+    for _ in 0..5 {
+        let (status, body) = cluster
+            .post(
+                reader,
+                "/v1/query",
+                &serde_json::json!({"sql": "SELECT v FROM kv", "consistency": "bounded", "max_lag_ms": 0}),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["node"].as_u64(), Some(leader_id), "{body}");
+    }
+    // An invalid bound is refused with PostgreSQL's invalid_parameter_value.
+    let bad = client
+        .batch_execute("SET phalanx.max_lag_ms = 'soon'")
+        .await
+        .expect_err("invalid bound");
+    assert_eq!(bad.code().map(|c| c.code()), Some("22023"));
+}

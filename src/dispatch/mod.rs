@@ -17,6 +17,7 @@ pub mod maintenance;
 pub mod routing;
 pub mod scheduler;
 pub mod settings;
+pub mod staleness;
 pub mod transaction;
 pub mod write;
 
@@ -44,9 +45,16 @@ pub enum Consistency {
     Linearizable,
     /// Sees at least the given index (the client's own last write: read-your-writes).
     Session,
+    /// Served by a node whose data is at most the read's `max_lag` behind the cluster's
+    /// ([`staleness`]); a node too far behind is skipped, and if none is fresh enough the
+    /// read fails (unavailable) rather than answer older data.
+    Bounded,
     /// Whatever this node has applied; still answers in a minority partition.
     Any,
 }
+
+/// The staleness bound of a `bounded` read when the client names none.
+pub const DEFAULT_MAX_LAG: Duration = Duration::from_millis(1000);
 
 /// A read's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +110,8 @@ pub struct Dispatcher {
     pub health: Arc<health::Health>,
     /// This node's own load, reported with its health-probe answers.
     pub local_load: Arc<load::LocalLoad>,
+    /// What the cluster had applied when, for `bounded` reads.
+    pub staleness: Arc<staleness::Staleness>,
 }
 
 /// A read sent to another node to serve (`/internal/query`).
@@ -278,9 +288,10 @@ impl Dispatcher {
         context: &routing::ReadContext,
     ) -> Result<ReadOutcome, RequestError> {
         let deadline = Instant::now() + self.timeouts.read;
+        let max_lag = context.max_lag.unwrap_or(DEFAULT_MAX_LAG);
         let target = self.balancer.route(&statement.sql, context);
         let needed = match consistency {
-            Consistency::Any => 0,
+            Consistency::Any | Consistency::Bounded => 0,
             Consistency::Session => min_index,
             Consistency::Linearizable => self.read_index(deadline).await?.max(min_index),
         };
@@ -320,7 +331,9 @@ impl Dispatcher {
                     load: self.health.load(*node),
                     eligible: allowed.as_ref().is_none_or(|a| a.contains(node))
                         && (*node == self.node_id
-                            || (self.health.is_healthy(*node) && !failed.contains(node))),
+                            || (self.health.is_healthy(*node) && !failed.contains(node)))
+                        && (consistency != Consistency::Bounded
+                            || self.fresh_enough(*node, max_lag)),
                 })
                 .collect();
             let node = match self.balancer.start(&eligible, key, scheduler) {
@@ -328,6 +341,14 @@ impl Dispatcher {
                 None if allowed.is_some() => {
                     return Err(RequestError::Unavailable(format!(
                         "no healthy node the routing rule allows ({target:?})"
+                    )));
+                }
+                None if consistency == Consistency::Bounded
+                    && !self.fresh_enough(self.node_id, max_lag) =>
+                {
+                    return Err(RequestError::Unavailable(format!(
+                        "no node's data is within {} ms of the cluster's (bounded read)",
+                        max_lag.as_millis()
                     )));
                 }
                 None => {
@@ -399,6 +420,27 @@ impl Dispatcher {
     }
 
     /// Resolves once the health table holds `node` unhealthy.
+    /// Whether `node`'s data is at most `max_lag` behind the cluster's ([`staleness`]): the
+    /// leader always is; another node by the applied index its last probe reported, this one
+    /// by its own.
+    fn fresh_enough(&self, node: NodeId, max_lag: Duration) -> bool {
+        if metrics::snapshot(&self.raft).current_leader == Some(node) {
+            return true;
+        }
+        let applied = if node == self.node_id {
+            Some(self.engine.applied_index())
+        } else {
+            self.health
+                .view()
+                .into_iter()
+                .find(|h| h.node == node)
+                .and_then(|h| h.applied_index)
+        };
+        applied
+            .and_then(|applied| self.staleness.of(applied, Instant::now()))
+            .is_some_and(|stale| stale <= max_lag)
+    }
+
     async fn until_unhealthy(&self, node: NodeId) {
         while self.health.is_healthy(node) {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -588,7 +630,11 @@ pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch:
                 }
             });
         let tick = tokio::time::sleep(settings.interval);
+        let mut cluster_applied = own_applied;
         for (id, report) in futures::future::join_all(probes).await {
+            if let Some(report) = &report {
+                cluster_applied = cluster_applied.max(report.applied);
+            }
             dispatcher
                 .health
                 .record_probe(id, report.map(|r| r.applied), own_applied);
@@ -599,6 +645,9 @@ pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch:
         dispatcher
             .health
             .record_load(dispatcher.node_id, dispatcher.local_load.report());
+        dispatcher
+            .staleness
+            .record_round(Instant::now(), cluster_applied);
         maintenance::hand_off_if_drained(&dispatcher, &mut last_hand_off).await;
         tokio::select! {
             () = tick => {}

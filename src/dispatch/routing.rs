@@ -48,6 +48,8 @@ pub struct ReadContext {
     pub application_name: Option<String>,
     /// The session (for the `session` hash key).
     pub session: Option<u64>,
+    /// The staleness bound of a `bounded` read (`None`: [`crate::dispatch::DEFAULT_MAX_LAG`]).
+    pub max_lag: Option<std::time::Duration>,
 }
 
 /// A rule ready to match.

@@ -3,7 +3,7 @@
 //! | route | what |
 //! |---|---|
 //! | `POST /v1/execute` | `{"statements":[{"sql","params"}]}`: one transaction, run on the leader |
-//! | `POST /v1/query` | `{"sql","params","consistency","min_index"}`: one read |
+//! | `POST /v1/query` | `{"sql","params","consistency","min_index","max_lag_ms"}`: one read |
 //! | `GET /v1/status` | this node's Raft state and every member's health and applied index |
 //! | `POST /v1/nodes` | `{"id","raft","http","pg"}`: add a node (learner, then voter) |
 //! | `DELETE /v1/nodes/{id}` | remove a node |
@@ -91,6 +91,9 @@ struct QueryBody {
     consistency: Consistency,
     #[serde(default)]
     min_index: LogIndex,
+    /// The staleness bound of a `bounded` read, in milliseconds.
+    #[serde(default)]
+    max_lag_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -179,18 +182,17 @@ async fn query(State(state): State<HttpState>, request: Request) -> Result<Json<
     let body: QueryBody = read_json(&state, request).await?;
     let consistency = body.consistency;
     let min_index = body.min_index;
+    let context = crate::dispatch::routing::ReadContext {
+        max_lag: body.max_lag_ms.map(std::time::Duration::from_millis),
+        ..Default::default()
+    };
     let statement = to_statement(StatementBody {
         sql: body.sql,
         params: body.params,
     })?;
     let outcome = state
         .dispatcher
-        .query(
-            statement,
-            consistency,
-            min_index,
-            &crate::dispatch::routing::ReadContext::default(),
-        )
+        .query(statement, consistency, min_index, &context)
         .await?;
     Ok(Json(json!({
         "columns": outcome.result.columns,

@@ -60,6 +60,10 @@ fn defaults() -> Vec<(&'static str, String)> {
         ("lock_timeout", "0".into()),
         ("idle_in_transaction_session_timeout", "0".into()),
         ("phalanx.read_consistency", "linearizable".into()),
+        (
+            "phalanx.max_lag_ms",
+            crate::dispatch::DEFAULT_MAX_LAG.as_millis().to_string(),
+        ),
     ]
 }
 
@@ -132,8 +136,10 @@ fn description(name: &str) -> &'static str {
             "Sets the maximum allowed idle time between queries, when in a transaction."
         }
         "phalanx.read_consistency" => {
-            "Consistency of autocommit reads: linearizable, session (read-your-writes) or any."
+            "Consistency of autocommit reads: linearizable, session (read-your-writes), bounded \
+             (at most phalanx.max_lag_ms stale) or any."
         }
+        "phalanx.max_lag_ms" => "How stale, in milliseconds, a bounded read may be.",
         "max_connections" => "Sets the maximum number of PostgreSQL connections to this node.",
         _ => "",
     }
@@ -169,6 +175,16 @@ impl Settings {
             }
         }
         settings
+    }
+
+    /// The session's bound for `bounded` reads.
+    pub fn max_lag(&self) -> std::time::Duration {
+        self.get("phalanx.max_lag_ms")
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .map_or(
+                crate::dispatch::DEFAULT_MAX_LAG,
+                std::time::Duration::from_millis,
+            )
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -247,16 +263,28 @@ impl Settings {
                 }
             }
             "standard_conforming_strings" if lower == "on" => "on".to_owned(),
+            "phalanx.max_lag_ms" => match lower.trim_end_matches("ms").trim().parse::<u32>() {
+                Ok(ms) => ms.to_string(),
+                Err(_) => {
+                    return Err(error(
+                        "22023",
+                        format!(
+                            "invalid value for parameter \"phalanx.max_lag_ms\": \"{trimmed}\" (milliseconds, 0 to 4294967295)"
+                        ),
+                    ));
+                }
+            },
             "phalanx.read_consistency" => {
                 self.consistency = match lower.as_str() {
                     "linearizable" => Consistency::Linearizable,
                     "session" => Consistency::Session,
+                    "bounded" => Consistency::Bounded,
                     "any" => Consistency::Any,
                     _ => {
                         return Err(error(
                             "22023",
                             format!(
-                                "invalid value for parameter \"phalanx.read_consistency\": \"{trimmed}\" (linearizable, session or any)"
+                                "invalid value for parameter \"phalanx.read_consistency\": \"{trimmed}\" (linearizable, session, bounded or any)"
                             ),
                         ));
                     }

@@ -159,6 +159,7 @@ impl Session {
                 .filter(|a| !a.is_empty())
                 .map(str::to_owned),
             session: u64::try_from(state.pid).ok(),
+            max_lag: Some(state.settings.max_lag()),
         }
     }
 

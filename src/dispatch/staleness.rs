@@ -1,0 +1,87 @@
+//! How far behind, in time, a node's data is — for `bounded` reads (`max_lag_ms`).
+//!
+//! After each health-probe round this node records (when, the highest applied index any
+//! member reported in that round, its own included): what the cluster had applied by then.
+//! A node that has applied index `i` holds every write the cluster had applied by the time of
+//! the latest round whose recorded index is at most `i`; its *staleness* is the time since that
+//! round. A node fully caught up is therefore up to one probe interval (200 ms by default)
+//! stale, unless it is the leader, which holds every committed write and is never stale. A node
+//! behind every recorded round (about [`ROUNDS`] intervals) has no known staleness and serves
+//! no bounded read. The applied index of another node is the one its last probe reported.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::raft::types::LogIndex;
+
+/// Rounds remembered: at the default 200 ms interval, about 13 seconds.
+pub const ROUNDS: usize = 64;
+
+/// The recorded rounds, newest last.
+#[derive(Debug, Default)]
+pub struct Staleness {
+    rounds: Mutex<VecDeque<(Instant, LogIndex)>>,
+}
+
+impl Staleness {
+    /// Records a probe round that ended at `at` with `cluster_applied` the highest applied
+    /// index seen.
+    pub fn record_round(&self, at: Instant, cluster_applied: LogIndex) {
+        let mut rounds = self.rounds.lock().unwrap_or_else(|e| e.into_inner());
+        // Applied indexes only grow; a lower report (a lagging node alone answering) must not
+        // make older rounds look fresher.
+        let highest = rounds
+            .back()
+            .map_or(cluster_applied, |(_, i)| cluster_applied.max(*i));
+        rounds.push_back((at, highest));
+        while rounds.len() > ROUNDS {
+            rounds.pop_front();
+        }
+    }
+
+    /// How stale a node that has applied `applied` is at `now`; `None` if it is behind every
+    /// recorded round (or none was recorded yet).
+    pub fn of(&self, applied: LogIndex, now: Instant) -> Option<Duration> {
+        let rounds = self.rounds.lock().unwrap_or_else(|e| e.into_inner());
+        rounds
+            .iter()
+            .rev()
+            .find(|(_, index)| *index <= applied)
+            .map(|(at, _)| now.saturating_duration_since(*at))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staleness_is_the_age_of_the_newest_round_a_node_has_caught_up_with() {
+        let staleness = Staleness::default();
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        assert_eq!(staleness.of(100, at(0)), None, "nothing recorded yet");
+        staleness.record_round(at(0), 10);
+        staleness.record_round(at(200), 20);
+        staleness.record_round(at(400), 30);
+        assert_eq!(staleness.of(30, at(450)), Some(Duration::from_millis(50)));
+        assert_eq!(staleness.of(25, at(450)), Some(Duration::from_millis(250)));
+        assert_eq!(staleness.of(10, at(450)), Some(Duration::from_millis(450)));
+        assert_eq!(staleness.of(9, at(450)), None, "behind every round");
+        // A lower report later does not lower the recorded cluster index.
+        staleness.record_round(at(600), 5);
+        assert_eq!(staleness.of(29, at(600)), Some(Duration::from_millis(400)));
+    }
+
+    #[test]
+    fn only_the_last_rounds_are_kept() {
+        let staleness = Staleness::default();
+        let start = Instant::now();
+        for i in 0..(ROUNDS as u64 + 10) {
+            staleness.record_round(start + Duration::from_millis(i), i);
+        }
+        assert_eq!(staleness.of(9, start), None, "round 9 was forgotten");
+        assert!(staleness.of(10, start + Duration::from_secs(1)).is_some());
+    }
+}

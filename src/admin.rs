@@ -151,7 +151,8 @@ async fn status_once(args: &ClusterArg) -> Result<(), String> {
     Ok(())
 }
 
-/// The read balancer's table: per target node, weight, health and traffic.
+/// The read balancer's tables: per target node weight, health and traffic; then per routing
+/// rule its traffic.
 fn print_dispatcher(dispatcher: &Value) {
     println!();
     println!(
@@ -159,48 +160,61 @@ fn print_dispatcher(dispatcher: &Value) {
         dispatcher["scheduler"].as_str().unwrap_or("?")
     );
     println!(
-        "{:<4} {:>6} {:<8} {:>10} {:>7} {:>7} {:>7} {:>12} {:>8} {:>8} {:>8} {:>9} {:>9}",
-        "NODE",
-        "WEIGHT",
-        "HEALTH",
-        "REQUESTS",
-        "ACTIVE",
-        "INACT",
-        "ERRORS",
-        "BYTES OUT",
-        "RPS 1s",
-        "RPS 10s",
-        "RPS 60s",
-        "P50 ms",
-        "P99 ms"
+        "{:<4} {:>6} {:<8} {}",
+        "NODE", "WEIGHT", "HEALTH", TRAFFIC_HEADER
     );
+    for n in dispatcher["nodes"].as_array().into_iter().flatten() {
+        let health = if n["healthy"].as_bool() == Some(false) {
+            "down"
+        } else {
+            "up"
+        };
+        println!(
+            "{:<4} {:>6} {:<8} {}",
+            n["node"],
+            n["weight"],
+            health,
+            traffic_columns(n)
+        );
+    }
+    let rules = dispatcher["rules"].as_array().cloned().unwrap_or_default();
+    if !rules.is_empty() {
+        println!();
+        println!("{:<20} {}", "RULE", TRAFFIC_HEADER);
+        for r in &rules {
+            println!(
+                "{:<20} {}",
+                r["name"].as_str().unwrap_or("?"),
+                traffic_columns(r)
+            );
+        }
+    }
+}
+
+/// The traffic columns' headings (`balance::Traffic`), after a row's own first columns.
+const TRAFFIC_HEADER: &str = "  REQUESTS  ACTIVE   INACT  ERRORS     BYTES IN    BYTES OUT   RPS 1s  RPS 10s  RPS 60s    P50 ms    P99 ms";
+
+/// One row's traffic columns, aligned under [`TRAFFIC_HEADER`].
+fn traffic_columns(t: &Value) -> String {
     let millis = |v: &Value| {
         v.as_u64()
             .map(|us| format!("{:.2}", us as f64 / 1000.0))
             .unwrap_or_else(|| "-".into())
     };
-    for n in dispatcher["nodes"].as_array().into_iter().flatten() {
-        println!(
-            "{:<4} {:>6} {:<8} {:>10} {:>7} {:>7} {:>7} {:>12} {:>8.1} {:>8.1} {:>8.1} {:>9} {:>9}",
-            n["node"],
-            n["weight"],
-            if n["healthy"].as_bool() == Some(false) {
-                "down"
-            } else {
-                "up"
-            },
-            n["requests"],
-            n["in_flight"],
-            n["inactive"],
-            n["errors"],
-            n["bytes_out"],
-            n["rate_1s"].as_f64().unwrap_or(0.0),
-            n["rate_10s"].as_f64().unwrap_or(0.0),
-            n["rate_60s"].as_f64().unwrap_or(0.0),
-            millis(&n["latency_p50_us"]),
-            millis(&n["latency_p99_us"]),
-        );
-    }
+    format!(
+        "{:>10} {:>7} {:>7} {:>7} {:>12} {:>12} {:>8.1} {:>8.1} {:>8.1} {:>9} {:>9}",
+        t["requests"],
+        t["in_flight"],
+        t["inactive"],
+        t["errors"],
+        t["bytes_in"],
+        t["bytes_out"],
+        t["rate_1s"].as_f64().unwrap_or(0.0),
+        t["rate_10s"].as_f64().unwrap_or(0.0),
+        t["rate_60s"].as_f64().unwrap_or(0.0),
+        millis(&t["latency_p50_us"]),
+        millis(&t["latency_p99_us"]),
+    )
 }
 
 pub async fn add_node(args: &AddNodeArgs) -> Result<(), String> {

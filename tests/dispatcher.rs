@@ -358,10 +358,28 @@ async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
     let others = reads_served(&cluster, 0, &client, 90).await;
     assert!(others.iter().all(|&n| n >= 20), "{others:?}");
     let status = cluster.status(0).await.expect("status");
-    assert_eq!(
-        status["dispatcher"]["rules"][0]["hits"], 100,
-        "{}",
-        status["dispatcher"]
+    let rule = &status["dispatcher"]["rules"][0];
+    assert_eq!(rule["hits"], 100, "{}", status["dispatcher"]);
+    // The rule's own traffic: its 100 reads, none in flight or failed, each request's bytes
+    // (the SQL text) and each one-row result's (one 8-byte integer).
+    assert_eq!(rule["requests"], 100, "{rule}");
+    assert_eq!(rule["in_flight"], 0, "{rule}");
+    assert_eq!(rule["errors"], 0, "{rule}");
+    let sql_len = "SELECT total FROM report_daily WHERE day = 1".len() as u64;
+    assert_eq!(rule["bytes_in"].as_u64(), Some(100 * sql_len), "{rule}");
+    assert_eq!(rule["bytes_out"].as_u64(), Some(100 * 8), "{rule}");
+    assert!(rule["latency_p50_us"].as_u64().is_some(), "{rule}");
+    let metrics = reqwest::get(format!("http://{}/metrics", cluster.nodes[0].http))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let name = rule["name"].as_str().expect("rule name");
+    let line = format!("phalanx_dispatch_rule_requests_total{{rule=\"{name}\"}} 100");
+    assert!(
+        metrics.lines().any(|l| l == line),
+        "{line} missing in:\n{metrics}"
     );
     // A rule naming a tag no node has is refused.
     let (status, body) = cluster

@@ -162,37 +162,92 @@ impl PerSecond {
     }
 }
 
-/// One node's counters.
+/// The traffic counters of one node, or of one routing rule.
 #[derive(Debug, Default)]
-struct NodeCounters {
+struct Counters {
     per_second: PerSecond,
     /// Requests ended per second, for the inactive count.
     ended_per_second: PerSecond,
     in_flight: u32,
     requests: u64,
     errors: u64,
+    bytes_in: u64,
     bytes_out: u64,
     /// The last [`LATENCY_WINDOW`] latencies in microseconds, a ring.
     latencies: Vec<u64>,
     next_latency: usize,
 }
 
-impl NodeCounters {
+/// How one read went, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadTraffic {
+    /// False when the node failed it (not for a SQL error: that is the statement's fault).
+    pub ok: bool,
+    /// The request's size: SQL text and parameters.
+    pub bytes_in: u64,
+    /// The result's size.
+    pub bytes_out: u64,
+    pub latency: Duration,
+}
+
+impl Counters {
     fn inactive(&self, now: u64) -> u32 {
         u32::try_from(self.ended_per_second.recent(now)).unwrap_or(u32::MAX)
     }
+
+    fn start(&mut self, second: u64) {
+        self.in_flight += 1;
+        self.requests += 1;
+        self.per_second.count(second);
+    }
+
+    fn end(&mut self, second: u64, traffic: ReadTraffic) {
+        self.in_flight = self.in_flight.saturating_sub(1);
+        self.ended_per_second.count(second);
+        if !traffic.ok {
+            self.errors += 1;
+        }
+        self.bytes_in += traffic.bytes_in;
+        self.bytes_out += traffic.bytes_out;
+        let micros = u64::try_from(traffic.latency.as_micros()).unwrap_or(u64::MAX);
+        if self.latencies.len() < LATENCY_WINDOW {
+            self.latencies.push(micros);
+        } else {
+            self.latencies[self.next_latency] = micros;
+        }
+        self.next_latency = (self.next_latency + 1) % LATENCY_WINDOW;
+    }
+
+    fn shown(&self, now: u64) -> Traffic {
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let percentile =
+            |p: usize| (!sorted.is_empty()).then(|| sorted[(sorted.len() - 1) * p / 100]);
+        Traffic {
+            in_flight: self.in_flight,
+            inactive: self.inactive(now),
+            requests: self.requests,
+            errors: self.errors,
+            bytes_in: self.bytes_in,
+            bytes_out: self.bytes_out,
+            latency_p50_us: percentile(50),
+            latency_p99_us: percentile(99),
+            rate_1s: self.per_second.rate(now, 1),
+            rate_10s: self.per_second.rate(now, 10),
+            rate_60s: self.per_second.rate(now, 60),
+        }
+    }
 }
 
-/// One node's counters as shown.
+/// Traffic counters as shown, for a node or a routing rule.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NodeStats {
-    pub node: NodeId,
-    pub weight: u32,
+pub struct Traffic {
     pub in_flight: u32,
     /// Requests that ended in this whole second or the one before.
     pub inactive: u32,
     pub requests: u64,
     pub errors: u64,
+    pub bytes_in: u64,
     pub bytes_out: u64,
     pub latency_p50_us: Option<u64>,
     pub latency_p99_us: Option<u64>,
@@ -202,17 +257,34 @@ pub struct NodeStats {
     pub rate_60s: f64,
 }
 
+/// One node's counters as shown.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeStats {
+    pub node: NodeId,
+    pub weight: u32,
+    #[serde(flatten)]
+    pub traffic: Traffic,
+}
+
+/// One routing rule's counters as shown: `requests` are its hits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleStats {
+    pub name: String,
+    #[serde(flatten)]
+    pub traffic: Traffic,
+}
+
 struct State {
     settings: BalancerSettings,
     scheduler: Box<dyn Scheduler>,
     rng: SeededRng,
-    nodes: BTreeMap<NodeId, NodeCounters>,
+    nodes: BTreeMap<NodeId, Counters>,
     /// Reused for each pick, so a pick does not allocate.
     candidates: Vec<Candidate>,
     /// Seconds for the rates count from here.
     epoch: std::time::Instant,
-    /// The routing rules, compiled, and each one's hits.
-    rules: Vec<(CompiledRule, u64)>,
+    /// The routing rules, compiled, and each one's traffic.
+    rules: Vec<(CompiledRule, Counters)>,
     /// Schedulers named by routing rules, created on first use.
     rule_schedulers: std::collections::HashMap<SchedulerKind, Box<dyn Scheduler>>,
 }
@@ -224,10 +296,7 @@ impl State {
 
     fn count_start(&mut self, node: NodeId) {
         let second = self.second();
-        let counters = self.nodes.entry(node).or_default();
-        counters.in_flight += 1;
-        counters.requests += 1;
-        counters.per_second.count(second);
+        self.nodes.entry(node).or_default().start(second);
     }
 }
 
@@ -250,7 +319,7 @@ impl ReadBalancer {
         let scheduler = new_scheduler(settings.scheduler, &SchedulerParams::default())?;
         let rules = crate::dispatch::routing::compile(&settings.rules, &settings.tags)?
             .into_iter()
-            .map(|rule| (rule, 0))
+            .map(|rule| (rule, Counters::default()))
             .collect();
         Ok(ReadBalancer {
             state: Mutex::new(State {
@@ -283,36 +352,38 @@ impl ReadBalancer {
         let mut state = self.lock();
         state.scheduler = scheduler;
         state.rule_schedulers.clear();
-        // Hits carry over for rules that keep their name.
-        let old: BTreeMap<String, u64> = state
-            .rules
-            .iter()
-            .map(|(r, hits)| (r.rule.name.clone(), *hits))
+        // Counters carry over for rules that keep their name.
+        let mut old: BTreeMap<String, Counters> = std::mem::take(&mut state.rules)
+            .into_iter()
+            .map(|(r, counters)| (r.rule.name.clone(), counters))
             .collect();
         state.rules = rules
             .into_iter()
             .map(|r| {
-                let hits = old.get(&r.rule.name).copied().unwrap_or(0);
-                (r, hits)
+                let counters = old.remove(&r.rule.name).unwrap_or_default();
+                (r, counters)
             })
             .collect();
         state.settings = settings;
         Ok(())
     }
 
-    /// The first routing rule `sql` matches (its hit counted), and where it sends the read.
-    pub fn route(&self, sql: &str, context: &ReadContext) -> Option<RuleTarget> {
+    /// The first routing rule `sql` matches (its hit counted as a read started), by position,
+    /// and where it sends the read. Pass the position to [`ReadBalancer::finish`].
+    pub fn route(&self, sql: &str, context: &ReadContext) -> Option<(usize, RuleTarget)> {
         let mut state = self.lock();
         if state.rules.is_empty() {
             return None;
         }
+        let second = state.second();
         let tables = crate::dispatch::routing::tables_read(sql);
-        let (rule, hits) = state
+        let (position, (rule, counters)) = state
             .rules
             .iter_mut()
-            .find(|(rule, _)| rule.matches(sql, &tables, context))?;
-        *hits += 1;
-        Some(rule.rule.target.clone())
+            .enumerate()
+            .find(|(_, (rule, _))| rule.matches(sql, &tables, context))?;
+        counters.start(second);
+        Some((position, rule.rule.target.clone()))
     }
 
     /// The nodes carrying `tag`.
@@ -326,12 +397,17 @@ impl ReadBalancer {
             .collect()
     }
 
-    /// Each routing rule's name and hits, in order.
-    pub fn rule_hits(&self) -> Vec<(String, u64)> {
-        self.lock()
+    /// Each routing rule's traffic, in order (`requests` are its hits).
+    pub fn rule_stats(&self) -> Vec<RuleStats> {
+        let state = self.lock();
+        let now = state.second();
+        state
             .rules
             .iter()
-            .map(|(rule, hits)| (rule.rule.name.clone(), *hits))
+            .map(|(rule, counters)| RuleStats {
+                name: rule.rule.name.clone(),
+                traffic: counters.shown(now),
+            })
             .collect()
     }
 
@@ -403,25 +479,16 @@ impl ReadBalancer {
         self.lock().count_start(node);
     }
 
-    /// Ends a read started on `node`.
-    pub fn finish(&self, node: NodeId, ok: bool, bytes_out: u64, latency: Duration) {
+    /// Ends a read started on `node`, sent there by routing rule `rule` (its position from
+    /// [`ReadBalancer::route`]; if the rules changed meanwhile, a rule's counters may be off
+    /// by this one read).
+    pub fn finish(&self, node: NodeId, rule: Option<usize>, traffic: ReadTraffic) {
         let mut state = self.lock();
         let second = state.second();
-        let counters = state.nodes.entry(node).or_default();
-        counters.in_flight = counters.in_flight.saturating_sub(1);
-        counters.ended_per_second.count(second);
-        if !ok {
-            counters.errors += 1;
+        state.nodes.entry(node).or_default().end(second, traffic);
+        if let Some((_, counters)) = rule.and_then(|r| state.rules.get_mut(r)) {
+            counters.end(second, traffic);
         }
-        counters.bytes_out += bytes_out;
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        if counters.latencies.len() < LATENCY_WINDOW {
-            counters.latencies.push(micros);
-        } else {
-            let at = counters.next_latency;
-            counters.latencies[at] = micros;
-        }
-        counters.next_latency = (counters.next_latency + 1) % LATENCY_WINDOW;
     }
 
     /// Every node's counters, by node id.
@@ -431,25 +498,10 @@ impl ReadBalancer {
         state
             .nodes
             .iter()
-            .map(|(node, c)| {
-                let mut sorted = c.latencies.clone();
-                sorted.sort_unstable();
-                let percentile =
-                    |p: usize| (!sorted.is_empty()).then(|| sorted[(sorted.len() - 1) * p / 100]);
-                NodeStats {
-                    node: *node,
-                    weight: state.settings.effective_weight(*node, None),
-                    in_flight: c.in_flight,
-                    inactive: c.inactive(now),
-                    requests: c.requests,
-                    errors: c.errors,
-                    bytes_out: c.bytes_out,
-                    latency_p50_us: percentile(50),
-                    latency_p99_us: percentile(99),
-                    rate_1s: c.per_second.rate(now, 1),
-                    rate_10s: c.per_second.rate(now, 10),
-                    rate_60s: c.per_second.rate(now, 60),
-                }
+            .map(|(node, c)| NodeStats {
+                node: *node,
+                weight: state.settings.effective_weight(*node, None),
+                traffic: c.shown(now),
             })
             .collect()
     }
@@ -466,6 +518,15 @@ pub fn first_table(sql: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn traffic(bytes_out: u64, micros: u64) -> ReadTraffic {
+        ReadTraffic {
+            ok: true,
+            bytes_in: 1,
+            bytes_out,
+            latency: Duration::from_micros(micros),
+        }
+    }
 
     fn all(nodes: &[NodeId]) -> Vec<Eligible> {
         nodes
@@ -492,12 +553,16 @@ mod tests {
         let nodes = all(&[1, 2, 3]);
         for _ in 0..600 {
             let node = balancer.start(&nodes, None, None).expect("a node");
-            balancer.finish(node, true, 10, Duration::from_micros(100));
+            balancer.finish(node, None, traffic(10, 100));
         }
-        let requests: Vec<u64> = balancer.stats().iter().map(|s| s.requests).collect();
+        let requests: Vec<u64> = balancer
+            .stats()
+            .iter()
+            .map(|s| s.traffic.requests)
+            .collect();
         assert_eq!(requests, [300, 200, 100]);
-        assert!(balancer.stats().iter().all(|s| s.in_flight == 0));
-        assert_eq!(balancer.stats()[0].latency_p99_us, Some(100));
+        assert!(balancer.stats().iter().all(|s| s.traffic.in_flight == 0));
+        assert_eq!(balancer.stats()[0].traffic.latency_p99_us, Some(100));
     }
 
     #[test]
@@ -508,13 +573,13 @@ mod tests {
         let nodes = all(&[1, 2, 3]);
         for _ in 0..30 {
             let node = balancer.start(&nodes, None, None).expect("a node");
-            balancer.finish(node, true, 0, Duration::from_micros(50));
+            balancer.finish(node, None, traffic(0, 50));
         }
         let stats = balancer.stats();
-        let requests: Vec<u64> = stats.iter().map(|s| s.requests).collect();
+        let requests: Vec<u64> = stats.iter().map(|s| s.traffic.requests).collect();
         // A second boundary may pass mid-loop and reset the inactive counts once.
         assert!(requests.iter().all(|&r| r >= 8), "{requests:?}");
-        assert!(stats.iter().all(|s| s.inactive > 0), "{stats:?}");
+        assert!(stats.iter().all(|s| s.traffic.inactive > 0), "{stats:?}");
     }
 
     #[test]

@@ -289,7 +289,10 @@ impl Dispatcher {
     ) -> Result<ReadOutcome, RequestError> {
         let deadline = Instant::now() + self.timeouts.read;
         let max_lag = context.max_lag.unwrap_or(DEFAULT_MAX_LAG);
-        let target = self.balancer.route(&statement.sql, context);
+        let routed = self.balancer.route(&statement.sql, context);
+        let rule = routed.as_ref().map(|(position, _)| *position);
+        let target = routed.map(|(_, target)| target);
+        let bytes_in = statement_bytes(&statement);
         let needed = match consistency {
             Consistency::Any | Consistency::Bounded => 0,
             Consistency::Session => min_index,
@@ -365,14 +368,22 @@ impl Dispatcher {
                 }
                 _ => self.serve_read(statement.clone(), needed, deadline).await,
             };
-            let bytes = result.as_ref().map_or(0, |r| result_bytes(&r.result));
+            let bytes_out = result.as_ref().map_or(0, |r| result_bytes(&r.result));
             // A SQL error is the statement's fault, not the node's.
             let node_ok = !matches!(
                 &result,
                 Err(e) if !matches!(e, RequestError::Sql(_))
             );
-            self.balancer
-                .finish(node, node_ok, bytes, started.elapsed());
+            self.balancer.finish(
+                node,
+                rule,
+                balance::ReadTraffic {
+                    ok: node_ok,
+                    bytes_in,
+                    bytes_out,
+                    latency: started.elapsed(),
+                },
+            );
             match result {
                 Err(e)
                     if node != self.node_id && retry_elsewhere(&e) && Instant::now() < deadline =>
@@ -582,21 +593,25 @@ fn retry_elsewhere(error: &RequestError) -> bool {
     )
 }
 
+/// About how many bytes a value carries, for the statistics.
+fn value_bytes(value: &crate::storage::request::SqlValue) -> usize {
+    use crate::storage::request::SqlValue;
+    match value {
+        SqlValue::Null => 1,
+        SqlValue::Integer(_) | SqlValue::Real(_) => 8,
+        SqlValue::Text(t) => t.len(),
+        SqlValue::Blob(b) => b.len(),
+    }
+}
+
 /// About how many bytes a result carries, for the statistics.
 fn result_bytes(result: &QueryResult) -> u64 {
-    use crate::storage::request::SqlValue;
-    let values: usize = result
-        .rows
-        .iter()
-        .flatten()
-        .map(|value| match value {
-            SqlValue::Null => 1,
-            SqlValue::Integer(_) | SqlValue::Real(_) => 8,
-            SqlValue::Text(t) => t.len(),
-            SqlValue::Blob(b) => b.len(),
-        })
-        .sum();
-    values as u64
+    result.rows.iter().flatten().map(value_bytes).sum::<usize>() as u64
+}
+
+/// About how many bytes a request carries (SQL text and parameters), for the statistics.
+fn statement_bytes(statement: &Statement) -> u64 {
+    (statement.sql.len() + statement.params.iter().map(value_bytes).sum::<usize>()) as u64
 }
 
 /// Probes every other member's health each interval until `stop` turns true.

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 
+use crate::dispatch::balance::Traffic;
 use crate::frontend::http::HttpState;
 use crate::raft::metrics;
 
@@ -75,80 +76,28 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     );
 
     let stats = d.balancer.stats();
-    let by_node = |value: &dyn Fn(&crate::dispatch::balance::NodeStats) -> f64| {
-        stats
-            .iter()
-            .map(|s| (format!("node=\"{}\"", s.node), value(s)))
-            .collect::<Vec<_>>()
-    };
-    family(
-        &mut out,
-        "phalanx_dispatch_requests_total",
-        "counter",
-        "Reads this node's dispatcher sent to each node.",
-        &by_node(&|s| s.requests as f64),
-    );
-    family(
-        &mut out,
-        "phalanx_dispatch_errors_total",
-        "counter",
-        "Reads that failed on each node (not counting SQL errors).",
-        &by_node(&|s| s.errors as f64),
-    );
-    family(
-        &mut out,
-        "phalanx_dispatch_in_flight",
-        "gauge",
-        "Reads in flight on each node.",
-        &by_node(&|s| f64::from(s.in_flight)),
-    );
-    family(
-        &mut out,
-        "phalanx_dispatch_inactive",
-        "gauge",
-        "Reads on each node that ended within the last one to two seconds (IPVS's inactive count).",
-        &by_node(&|s| f64::from(s.inactive)),
-    );
-    family(
-        &mut out,
-        "phalanx_dispatch_bytes_out_total",
-        "counter",
-        "Result bytes each node returned.",
-        &by_node(&|s| s.bytes_out as f64),
-    );
+    let nodes: Vec<(String, &Traffic)> = stats
+        .iter()
+        .map(|s| (format!("node=\"{}\"", s.node), &s.traffic))
+        .collect();
+    traffic_families(&mut out, "phalanx_dispatch", "each node", &nodes);
     family(
         &mut out,
         "phalanx_dispatch_weight",
         "gauge",
         "Effective read weight of each node (0: drained).",
-        &by_node(&|s| f64::from(s.weight)),
+        &stats
+            .iter()
+            .map(|s| (format!("node=\"{}\"", s.node), f64::from(s.weight)))
+            .collect::<Vec<_>>(),
     );
-    let mut latency = Vec::new();
-    for s in &stats {
-        for (quantile, value) in [("0.5", s.latency_p50_us), ("0.99", s.latency_p99_us)] {
-            if let Some(us) = value {
-                latency.push((
-                    format!("node=\"{}\",quantile=\"{quantile}\"", s.node),
-                    us as f64 / 1e6,
-                ));
-            }
-        }
-    }
-    family(
-        &mut out,
-        "phalanx_dispatch_latency_seconds",
-        "summary",
-        "Read latency per node over the last 1024 reads.",
-        &latency,
-    );
-    let rules: Vec<(String, f64)> = d
-        .balancer
-        .rule_hits()
-        .into_iter()
-        .map(|(name, hits)| {
+    let rule_stats = d.balancer.rule_stats();
+    let rules: Vec<(String, &Traffic)> = rule_stats
+        .iter()
+        .map(|r| {
             (
-                format!("rule=\"{}\"", name.replace(['"', '\\', '\n'], "_")),
-                hits as f64,
+                format!("rule=\"{}\"", r.name.replace(['"', '\\', '\n'], "_")),
+                &r.traffic,
             )
         })
         .collect();
@@ -157,6 +106,15 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         "phalanx_dispatch_rule_hits_total",
         "counter",
         "Reads each routing rule matched.",
+        &rules
+            .iter()
+            .map(|(label, t)| (label.clone(), t.requests as f64))
+            .collect::<Vec<_>>(),
+    );
+    traffic_families(
+        &mut out,
+        "phalanx_dispatch_rule",
+        "each routing rule",
         &rules,
     );
     let health: Vec<(String, f64)> = d
@@ -184,4 +142,70 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         )],
         out,
     )
+}
+
+/// The traffic families of a set of counters (per node or per routing rule): requests,
+/// errors, in flight, inactive, bytes in and out, latency quantiles.
+fn traffic_families(out: &mut String, prefix: &str, whose: &str, rows: &[(String, &Traffic)]) {
+    type Value = fn(&Traffic) -> f64;
+    let counters: [(&str, &str, &str, Value); 6] = [
+        ("requests_total", "counter", "Reads sent to", |t| {
+            t.requests as f64
+        }),
+        (
+            "errors_total",
+            "counter",
+            "Reads that failed (not counting SQL errors) on",
+            |t| t.errors as f64,
+        ),
+        ("in_flight", "gauge", "Reads in flight on", |t| {
+            f64::from(t.in_flight)
+        }),
+        (
+            "inactive",
+            "gauge",
+            "Reads that ended within the last one to two seconds (IPVS's inactive count) on",
+            |t| f64::from(t.inactive),
+        ),
+        (
+            "bytes_in_total",
+            "counter",
+            "Request bytes (SQL and parameters) of",
+            |t| t.bytes_in as f64,
+        ),
+        (
+            "bytes_out_total",
+            "counter",
+            "Result bytes returned by",
+            |t| t.bytes_out as f64,
+        ),
+    ];
+    for (name, kind, help, value) in counters {
+        let samples: Vec<(String, f64)> = rows
+            .iter()
+            .map(|(label, t)| (label.clone(), value(t)))
+            .collect();
+        family(
+            out,
+            &format!("{prefix}_{name}"),
+            kind,
+            &format!("{help} {whose}."),
+            &samples,
+        );
+    }
+    let mut latency = Vec::new();
+    for (label, t) in rows {
+        for (quantile, value) in [("0.5", t.latency_p50_us), ("0.99", t.latency_p99_us)] {
+            if let Some(us) = value {
+                latency.push((format!("{label},quantile=\"{quantile}\""), us as f64 / 1e6));
+            }
+        }
+    }
+    family(
+        out,
+        &format!("{prefix}_latency_seconds"),
+        "summary",
+        &format!("Read latency of {whose} over its last 1024 reads."),
+        &latency,
+    );
 }

@@ -125,7 +125,7 @@ fn local_status(state: &HttpState) -> Value {
 }
 
 /// The read balancer as this node runs it: scheduler, and per target node the weight, the
-/// reads it served for this node's clients, in flight, errors, bytes and latency, and its
+/// reads it served for this node's clients, in flight, errors, bytes in and out and latency, and its
 /// health as this node's probes see it.
 fn dispatcher_status(d: &crate::dispatch::Dispatcher) -> Value {
     let settings = d.balancer.settings();
@@ -135,22 +135,13 @@ fn dispatcher_status(d: &crate::dispatch::Dispatcher) -> Value {
         .stats()
         .into_iter()
         .map(|s| {
-            let probed = health.iter().find(|h| h.node == s.node);
-            json!({
-                "node": s.node,
-                "weight": s.weight,
-                "requests": s.requests,
-                "in_flight": s.in_flight,
-                "inactive": s.inactive,
-                "errors": s.errors,
-                "bytes_out": s.bytes_out,
-                "latency_p50_us": s.latency_p50_us,
-                "latency_p99_us": s.latency_p99_us,
-                "rate_1s": s.rate_1s,
-                "rate_10s": s.rate_10s,
-                "rate_60s": s.rate_60s,
-                "healthy": probed.is_none_or(|h| h.healthy),
-            })
+            let healthy = health
+                .iter()
+                .find(|h| h.node == s.node)
+                .is_none_or(|h| h.healthy);
+            let mut shown = json!(s);
+            shown["healthy"] = json!(healthy);
+            shown
         })
         .collect();
     json!({
@@ -159,6 +150,16 @@ fn dispatcher_status(d: &crate::dispatch::Dispatcher) -> Value {
         "default_weight": settings.default_weight,
         "nodes": nodes,
         "health": health,
-        "rules": d.balancer.rule_hits().into_iter().map(|(name, hits)| json!({"name": name, "hits": hits})).collect::<Vec<_>>(),
+        // Each rule's traffic; `hits` (= requests) kept for readers of the earlier shape.
+        "rules": d
+            .balancer
+            .rule_stats()
+            .into_iter()
+            .map(|r| {
+                let mut shown = json!(r);
+                shown["hits"] = json!(r.traffic.requests);
+                shown
+            })
+            .collect::<Vec<_>>(),
     })
 }

@@ -470,11 +470,25 @@ async fn a_drained_leader_hands_leadership_away_and_keeps_it_away() {
         )
         .await;
     assert_eq!(status, 200, "{body}");
-    let back = cluster
-        .wait_for_leader(&cluster.all(), Duration::from_secs(10))
-        .await;
+    // The transfer takes effect asynchronously: wait for the node to lead, then check it
+    // keeps leading past the one-second hand-off period.
+    common::eventually(
+        Duration::from_secs(10),
+        "the undrained node to lead",
+        || async {
+            let status = cluster.status(leader).await.ok_or("no status")?;
+            (status["leader"].as_u64() == Some(leader_id))
+                .then_some(())
+                .ok_or("not yet")
+        },
+    )
+    .await;
+    let term = cluster.status(leader).await.expect("status")["term"].as_u64();
+    tokio::time::sleep(2 * Duration::from_secs(1)).await;
+    let status = cluster.status(leader).await.expect("status");
     assert_eq!(
-        back, leader,
+        (status["leader"].as_u64(), status["term"].as_u64()),
+        (Some(leader_id), term),
         "an undrained node keeps the leadership it is given"
     );
 }

@@ -239,7 +239,9 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     });
     let http_stop = stop.clone();
     let http_server = tokio::spawn(async move {
-        axum::serve(http_listener, http_app)
+        // With the client's address, for the dispatcher's `client_addr` hash key.
+        let app = http_app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+        axum::serve(http_listener, app)
             .with_graceful_shutdown(until_stopped(http_stop))
             .await
     });

@@ -559,3 +559,38 @@ async fn bounded_reads_skip_nodes_staler_than_the_bound() {
         .expect_err("invalid bound");
     assert_eq!(bad.code().map(|c| c.code()), Some("22023"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn source_hashing_keeps_one_client_address_on_one_node() {
+    // `sh` hashes the client's address by default: every connection from this host (all on
+    // 127.0.0.1), whatever its session, reads from the same node.
+    let cluster = Cluster::start(3, &["--dispatcher-scheduler", "sh"]).await;
+    let setup = cluster.pg_client(0).await;
+    setup
+        .batch_execute(
+            "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')",
+        )
+        .await
+        .expect("setup");
+    let before = served(&cluster, 0).await;
+    for _ in 0..6 {
+        let client = cluster.pg_client(0).await;
+        for _ in 0..10 {
+            let row = client
+                .query_one("SELECT v FROM kv WHERE k = 1", &[])
+                .await
+                .expect("read");
+            assert_eq!(row.get::<_, String>(0), "one");
+        }
+    }
+    let after = served(&cluster, 0).await;
+    let delta: Vec<u64> = [1, 2, 3]
+        .iter()
+        .map(|&n| count_for(&after, n) - count_for(&before, n))
+        .collect();
+    assert_eq!(delta.iter().sum::<u64>(), 60, "{delta:?}");
+    assert!(
+        delta.contains(&60),
+        "six connections from one address spread over nodes: {delta:?}"
+    );
+}

@@ -305,6 +305,16 @@ pub struct ReadBalancer {
     state: Mutex<State>,
 }
 
+/// The routing rule a read matched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    /// Its position among the rules.
+    pub position: usize,
+    pub target: RuleTarget,
+    /// The hash of what its SQL regex's first capture group matched.
+    pub key: Option<u64>,
+}
+
 /// What a pick may choose from: a node and whether it may serve this read.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Eligible {
@@ -368,9 +378,10 @@ impl ReadBalancer {
         Ok(())
     }
 
-    /// The first routing rule `sql` matches (its hit counted as a read started), by position,
-    /// and where it sends the read. Pass the position to [`ReadBalancer::finish`].
-    pub fn route(&self, sql: &str, context: &ReadContext) -> Option<(usize, RuleTarget)> {
+    /// The first routing rule `sql` matches (its hit counted as a read started): its position
+    /// (pass it to [`ReadBalancer::finish`]), where it sends the read, and the hash key its
+    /// SQL regex captured.
+    pub fn route(&self, sql: &str, context: &ReadContext) -> Option<Routed> {
         let mut state = self.lock();
         if state.rules.is_empty() {
             return None;
@@ -383,7 +394,11 @@ impl ReadBalancer {
             .enumerate()
             .find(|(_, (rule, _))| rule.matches(sql, &tables, context))?;
         counters.start(second);
-        Some((position, rule.rule.target.clone()))
+        Some(Routed {
+            position,
+            target: rule.rule.target.clone(),
+            key: rule.key(sql).map(|k| hash_key(k.as_bytes())),
+        })
     }
 
     /// The nodes carrying `tag`.
@@ -412,8 +427,15 @@ impl ReadBalancer {
     }
 
     /// The key a request hashes to under the configured key source, from what the caller
-    /// knows: the first table it reads and its session.
-    pub fn key(&self, first_table: Option<&str>, session: Option<u64>) -> Option<u64> {
+    /// knows: the first table it reads, its session, its client's address and the key its
+    /// routing rule captured.
+    pub fn key(
+        &self,
+        first_table: Option<&str>,
+        session: Option<u64>,
+        client_addr: Option<std::net::IpAddr>,
+        rule_key: Option<u64>,
+    ) -> Option<u64> {
         let source = {
             let state = self.lock();
             if !state.settings.scheduler.uses_key() {
@@ -426,10 +448,12 @@ impl ReadBalancer {
         };
         match source? {
             HashKeySource::FirstTable => first_table.map(|t| hash_key(t.as_bytes())),
-            HashKeySource::Session | HashKeySource::ClientAddr => {
-                session.map(|s| hash_key(&s.to_be_bytes()))
-            }
-            HashKeySource::RuleKey => None,
+            HashKeySource::Session => session.map(|s| hash_key(&s.to_be_bytes())),
+            HashKeySource::ClientAddr => client_addr.map(|addr| match addr {
+                std::net::IpAddr::V4(v4) => hash_key(&v4.octets()),
+                std::net::IpAddr::V6(v6) => hash_key(&v6.octets()),
+            }),
+            HashKeySource::RuleKey => rule_key,
         }
     }
 
@@ -580,6 +604,41 @@ mod tests {
         // A second boundary may pass mid-loop and reset the inactive counts once.
         assert!(requests.iter().all(|&r| r >= 8), "{requests:?}");
         assert!(stats.iter().all(|s| s.traffic.inactive > 0), "{stats:?}");
+    }
+
+    #[test]
+    fn hash_keys_come_from_the_configured_source() {
+        let with = |source: &str| {
+            ReadBalancer::new(
+                BalancerSettings {
+                    scheduler: SchedulerKind::Sh,
+                    key_source: Some(source.parse().expect("source")),
+                    ..BalancerSettings::default()
+                },
+                1,
+            )
+            .expect("balancer")
+        };
+        let a: std::net::IpAddr = [10, 0, 0, 1].into();
+        let b: std::net::IpAddr = [10, 0, 0, 2].into();
+        let by_addr = with("client_addr");
+        // The client's address, whatever the session.
+        assert_eq!(
+            by_addr.key(None, Some(1), Some(a), None),
+            by_addr.key(None, Some(2), Some(a), None)
+        );
+        assert_ne!(
+            by_addr.key(None, Some(1), Some(a), None),
+            by_addr.key(None, Some(1), Some(b), None)
+        );
+        let by_session = with("session");
+        assert_ne!(
+            by_session.key(None, Some(1), Some(a), None),
+            by_session.key(None, Some(2), Some(a), None)
+        );
+        let by_rule = with("rule_key");
+        assert_eq!(by_rule.key(Some("t"), Some(1), Some(a), Some(42)), Some(42));
+        assert_eq!(by_rule.key(Some("t"), Some(1), Some(a), None), None);
     }
 
     #[test]

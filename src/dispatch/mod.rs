@@ -290,8 +290,9 @@ impl Dispatcher {
         let deadline = Instant::now() + self.timeouts.read;
         let max_lag = context.max_lag.unwrap_or(DEFAULT_MAX_LAG);
         let routed = self.balancer.route(&statement.sql, context);
-        let rule = routed.as_ref().map(|(position, _)| *position);
-        let target = routed.map(|(_, target)| target);
+        let rule = routed.as_ref().map(|r| r.position);
+        let rule_key = routed.as_ref().and_then(|r| r.key);
+        let target = routed.map(|r| r.target);
         let bytes_in = statement_bytes(&statement);
         let needed = match consistency {
             Consistency::Any | Consistency::Bounded => 0,
@@ -301,6 +302,8 @@ impl Dispatcher {
         let key = self.balancer.key(
             balance::first_table(&statement.sql).as_deref(),
             context.session,
+            context.client_addr,
+            rule_key,
         );
         // A routing rule may narrow the nodes or name the scheduler.
         let (allowed, scheduler): (Option<Vec<NodeId>>, _) = match &target {

@@ -16,7 +16,8 @@ use crate::raft::types::NodeId;
 pub struct RoutingRule {
     pub name: String,
     /// A regular expression the SQL text must match (the `regex` crate's syntax; `(?i)` for
-    /// case-insensitive).
+    /// case-insensitive). Its first capture group, if it has one, is the read's hash key under
+    /// the `rule_key` key source (`customer_id = (\d+)`: one customer's reads to one node).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sql: Option<String>,
     /// The statement must read at least one of these tables.
@@ -48,6 +49,8 @@ pub struct ReadContext {
     pub application_name: Option<String>,
     /// The session (for the `session` hash key).
     pub session: Option<u64>,
+    /// The client's address (for the `client_addr` hash key).
+    pub client_addr: Option<std::net::IpAddr>,
     /// The staleness bound of a `bounded` read (`None`: [`crate::dispatch::DEFAULT_MAX_LAG`]).
     pub max_lag: Option<std::time::Duration>,
 }
@@ -106,6 +109,15 @@ pub fn compile(
 }
 
 impl CompiledRule {
+    /// The text of the SQL regex's first capture group in `sql`, if the rule has one.
+    pub fn key<'s>(&self, sql: &'s str) -> Option<&'s str> {
+        self.sql
+            .as_ref()?
+            .captures(sql)?
+            .get(1)
+            .map(|group| group.as_str())
+    }
+
     pub fn matches(&self, sql: &str, tables: &[String], context: &ReadContext) -> bool {
         let rule = &self.rule;
         self.sql.as_ref().is_none_or(|re| re.is_match(sql))
@@ -149,6 +161,27 @@ pub fn tables_read(sql: &str) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_first_capture_group_of_the_sql_regex_is_the_rule_key() {
+        let rule = |sql: &str| RoutingRule {
+            name: sql.into(),
+            sql: Some(sql.into()),
+            tables: Vec::new(),
+            user: None,
+            application_name: None,
+            target: RuleTarget::Leader,
+        };
+        let compiled = compile(
+            &[rule(r"customer_id = (\d+)"), rule("orders")],
+            &BTreeMap::new(),
+        )
+        .expect("compile");
+        let sql = "SELECT * FROM orders WHERE customer_id = 42";
+        assert_eq!(compiled[0].key(sql), Some("42"));
+        assert_eq!(compiled[1].key(sql), None, "no capture group");
+        assert_eq!(compiled[0].key("SELECT 1"), None, "no match");
+    }
     use super::*;
 
     fn rule(json: &str) -> RoutingRule {

@@ -179,11 +179,16 @@ async fn execute(
 }
 
 async fn query(State(state): State<HttpState>, request: Request) -> Result<Json<Value>, ApiError> {
+    let client_addr = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|info| info.0.ip());
     let body: QueryBody = read_json(&state, request).await?;
     let consistency = body.consistency;
     let min_index = body.min_index;
     let context = crate::dispatch::routing::ReadContext {
         max_lag: body.max_lag_ms.map(std::time::Duration::from_millis),
+        client_addr,
         ..Default::default()
     };
     let statement = to_statement(StatementBody {

@@ -75,6 +75,8 @@ struct SessionState {
     user: String,
     database: String,
     pid: i32,
+    /// The client's address (for the `client_addr` hash key).
+    client_addr: Option<std::net::IpAddr>,
     /// The explicit transaction (`BEGIN` ... `COMMIT`), if one is open.
     txn: Option<ExplicitTxn>,
     /// A `COPY ... FROM STDIN` receiving data.
@@ -101,6 +103,7 @@ impl Session {
                 user: String::new(),
                 database: String::new(),
                 pid: 0,
+                client_addr: None,
                 txn: None,
                 copy_in: None,
             }),
@@ -159,6 +162,7 @@ impl Session {
                 .filter(|a| !a.is_empty())
                 .map(str::to_owned),
             session: u64::try_from(state.pid).ok(),
+            client_addr: state.client_addr,
             max_lag: Some(state.settings.max_lag()),
         }
     }
@@ -1270,6 +1274,7 @@ impl Handler {
             state.settings = settings;
             state.user = user.clone();
             state.database = database;
+            state.client_addr = Some(client.socket_addr().ip());
         }
         let step = self.login.start(client, &user).await.map_err(into_pgwire)?;
         self.after_login_step(client, step).await

@@ -152,6 +152,11 @@ struct StartArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     health_max_lag_entries: Option<u64>,
+    /// How stale, in milliseconds behind the leader, a `bounded` read may be when the client
+    /// names no bound.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bounded_max_lag_ms: Option<u64>,
     /// Largest HTTP request body in bytes.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

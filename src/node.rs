@@ -111,7 +111,10 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     let pg_auth = config.pg_auth_settings()?;
     crate::storage::catalog::facts::set(crate::storage::catalog::facts::ServerFacts {
         roles: config.pg_users.iter().map(|u| u.name.clone()).collect(),
-        settings: crate::frontend::pg::commands::catalog_settings(config.max_pg_connections),
+        settings: crate::frontend::pg::commands::catalog_settings(
+            config.max_pg_connections,
+            Duration::from_millis(config.bounded_max_lag_ms),
+        ),
     });
     if pg_auth.users.is_empty() && pg_auth.remote != AuthMethod::Trust {
         tracing::info!(
@@ -203,6 +206,7 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         balancer: Arc::new(ReadBalancer::new(balancer_settings(&config)?, config.id)?),
         local_load: Default::default(),
         staleness: Default::default(),
+        default_max_lag: Duration::from_millis(config.bounded_max_lag_ms),
         health: Arc::new(Health::new(HealthSettings {
             interval: Duration::from_millis(config.health_interval_ms.max(10)),
             fall: config.health_fall.max(1),

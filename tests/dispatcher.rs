@@ -43,6 +43,35 @@ fn count_for(counts: &[(u64, u64)], node: u64) -> u64 {
         .map_or(0, |(_, c)| *c)
 }
 
+/// Changes the dispatcher settings through node `via`'s `PUT /v1/dispatcher` and waits until
+/// node `on` shows them installed (`installed` holds for its `GET /v1/dispatcher`).
+async fn change_dispatcher(
+    cluster: &Cluster,
+    via: usize,
+    change: Value,
+    on: usize,
+    installed: impl Fn(&Value) -> bool,
+) {
+    let (status, body) = cluster.put(via, "/v1/dispatcher", &change).await;
+    assert_eq!(status, 200, "{change}: {body}");
+    let what = format!("node {} to install {change}", on + 1);
+    common::eventually(Duration::from_secs(10), &what, || async {
+        let view = cluster.get(on, "/v1/dispatcher").await.ok_or("no view")?;
+        installed(&view).then_some(()).ok_or("not yet")
+    })
+    .await;
+}
+
+/// Creates table `kv` holding (1, 'one') through `client`.
+async fn create_kv(client: &tokio_postgres::Client) {
+    client
+        .batch_execute(
+            "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')",
+        )
+        .await
+        .expect("create kv");
+}
+
 /// Runs `n` reads of one row over `client` and returns how many each node served for node
 /// `i`'s clients meanwhile, by node id 1..=3.
 async fn reads_served(
@@ -94,29 +123,17 @@ async fn weights_set_through_the_api_split_reads_and_drain_stops_them() {
     );
 
     // Set on node 2, replicated: node 1 dispatches by it.
-    let (status, body) = cluster
-        .put(
-            1,
-            "/v1/dispatcher",
-            &serde_json::json!({"scheduler": "wrr", "weights": {"1": 3, "2": 2, "3": 1}}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    common::eventually(Duration::from_secs(10), "node 1 to install wrr", || async {
-        let view = cluster.get(0, "/v1/dispatcher").await.expect("get");
-        (view["scheduler"] == "wrr" && view["weights"]["1"] == 3)
-            .then_some(())
-            .ok_or(view)
-    })
+    change_dispatcher(
+        &cluster,
+        1,
+        serde_json::json!({"scheduler": "wrr", "weights": {"1": 3, "2": 2, "3": 1}}),
+        0,
+        |view| view["scheduler"] == "wrr" && view["weights"]["1"] == 3,
+    )
     .await;
 
     let client = cluster.pg_client(0).await;
-    client
-        .batch_execute(
-            "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')",
-        )
-        .await
-        .expect("setup");
+    create_kv(&client).await;
     let split = reads_served(&cluster, 0, &client, 1200).await;
     for (got, want) in split.iter().zip([600u64, 400, 200]) {
         assert!(
@@ -441,25 +458,12 @@ async fn a_drained_leader_hands_leadership_away_and_keeps_it_away() {
         .wait_for_leader_other_than(leader, Duration::from_secs(10))
         .await;
     // Undrained, it may lead again: a transfer to it sticks.
-    let (status, body) = cluster
-        .put(
-            settled,
-            "/v1/dispatcher",
-            &serde_json::json!({"undrain": [leader_id]}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
-    common::eventually(
-        Duration::from_secs(10),
-        "node undrained everywhere",
-        || async {
-            let view = cluster
-                .get(leader, "/v1/dispatcher")
-                .await
-                .ok_or("no view")?;
-            let drained = view["drained"].as_array().map(Vec::len);
-            (drained == Some(0)).then_some(()).ok_or("still drained")
-        },
+    change_dispatcher(
+        &cluster,
+        settled,
+        serde_json::json!({"undrain": [leader_id]}),
+        leader,
+        |view| view["drained"].as_array().map(Vec::len) == Some(0),
     )
     .await;
     let (status, body) = cluster
@@ -495,19 +499,19 @@ async fn a_drained_leader_hands_leadership_away_and_keeps_it_away() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bounded_reads_skip_nodes_staler_than_the_bound() {
-    let cluster = Cluster::start(3, &["--dispatcher-scheduler", "rr"]).await;
+    // The nodes' default bound is 0 ms: sessions and requests that name none get it.
+    let cluster = Cluster::start(
+        3,
+        &["--dispatcher-scheduler", "rr", "--bounded-max-lag-ms", "0"],
+    )
+    .await;
     let leader = cluster
         .wait_for_leader(&cluster.all(), Duration::from_secs(30))
         .await;
     let leader_id = leader as u64 + 1;
     let reader = (0..3).find(|&i| i != leader).expect("a follower");
     let client = cluster.pg_client(reader).await;
-    client
-        .batch_execute(
-            "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')",
-        )
-        .await
-        .expect("setup");
+    create_kv(&client).await;
     // The follower's staleness figures need a probe round that reached every node.
     common::eventually(Duration::from_secs(10), "probes of every node", || async {
         let status = cluster.status(reader).await.ok_or("no status")?;
@@ -521,9 +525,15 @@ async fn bounded_reads_skip_nodes_staler_than_the_bound() {
     })
     .await;
 
-    // A 0 ms bound: only the leader, which holds every committed write, is fresh enough.
+    // A 0 ms bound (the node's default): only the leader, which holds every committed write,
+    // is fresh enough.
+    let shown = client
+        .query_one("SHOW phalanx.max_lag_ms", &[])
+        .await
+        .expect("show");
+    assert_eq!(shown.get::<_, String>(0), "0", "the node's default bound");
     client
-        .batch_execute("SET phalanx.read_consistency = 'bounded'; SET phalanx.max_lag_ms = 0")
+        .batch_execute("SET phalanx.read_consistency = 'bounded'")
         .await
         .expect("set bounded");
     let strict = reads_served(&cluster, reader, &client, 60).await;
@@ -540,17 +550,15 @@ async fn bounded_reads_skip_nodes_staler_than_the_bound() {
     let loose = reads_served(&cluster, reader, &client, 60).await;
     assert_eq!(loose, [20, 20, 20], "rr over three fresh nodes");
 
-    // Over HTTP the same: with a 0 ms bound the leader answers.
-    for _ in 0..5 {
-        let (status, body) = cluster
-            .post(
-                reader,
-                "/v1/query",
-                &serde_json::json!({"sql": "SELECT v FROM kv", "consistency": "bounded", "max_lag_ms": 0}),
-            )
-            .await;
+    // Over HTTP the same: with a 0 ms bound, named or the node's default, the leader answers.
+    for bound in [Some(0), None, Some(0), None] {
+        let mut request = serde_json::json!({"sql": "SELECT v FROM kv", "consistency": "bounded"});
+        if let Some(ms) = bound {
+            request["max_lag_ms"] = serde_json::json!(ms);
+        }
+        let (status, body) = cluster.post(reader, "/v1/query", &request).await;
         assert_eq!(status, 200, "{body}");
-        assert_eq!(body["node"].as_u64(), Some(leader_id), "{body}");
+        assert_eq!(body["node"].as_u64(), Some(leader_id), "{bound:?}: {body}");
     }
     // An invalid bound is refused with PostgreSQL's invalid_parameter_value.
     let bad = client
@@ -566,12 +574,7 @@ async fn source_hashing_keeps_one_client_address_on_one_node() {
     // 127.0.0.1), whatever its session, reads from the same node.
     let cluster = Cluster::start(3, &["--dispatcher-scheduler", "sh"]).await;
     let setup = cluster.pg_client(0).await;
-    setup
-        .batch_execute(
-            "CREATE TABLE kv (k INT PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')",
-        )
-        .await
-        .expect("setup");
+    create_kv(&setup).await;
     let before = served(&cluster, 0).await;
     for _ in 0..6 {
         let client = cluster.pg_client(0).await;
@@ -593,4 +596,170 @@ async fn source_hashing_keeps_one_client_address_on_one_node() {
         delta.contains(&60),
         "six connections from one address spread over nodes: {delta:?}"
     );
+}
+
+/// The health entry node `i` shows for `node` in its `/v1/status`.
+async fn health_of(cluster: &Cluster, i: usize, node: u64) -> Option<Value> {
+    let status = cluster.status(i).await?;
+    status["dispatcher"]["health"]
+        .as_array()?
+        .iter()
+        .find(|h| h["node"].as_u64() == Some(node))
+        .cloned()
+}
+
+/// Waits until reads over `client` (node `i`'s, 30 at a time) are served by node `serving`
+/// (an index) too.
+async fn until_node_serves(
+    cluster: &Cluster,
+    i: usize,
+    client: &tokio_postgres::Client,
+    serving: usize,
+) {
+    let what = format!("node {} to serve reads", serving + 1);
+    common::eventually(Duration::from_secs(10), &what, || async {
+        let split = reads_served(cluster, i, client, 30).await;
+        (split[serving] > 0).then_some(()).ok_or(split)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn bounded_reads_skip_a_stalled_follower_still_in_the_pool() {
+    let cluster = Cluster::start(3, &["--dispatcher-scheduler", "rr"]).await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(30))
+        .await;
+    let stalled = (0..3).find(|&i| i != leader).expect("a follower");
+    let reader = (0..3)
+        .find(|&i| i != leader && i != stalled)
+        .expect("another follower");
+    let stalled_id = stalled as u64 + 1;
+    // Probes alone would never take the stalled node out of the pool: only its staleness
+    // keeps bounded reads away from it.
+    change_dispatcher(
+        &cluster,
+        leader,
+        serde_json::json!({"health": {"fall": 1_000_000}}),
+        reader,
+        |view| view["health"]["fall"] == 1_000_000,
+    )
+    .await;
+    let writer = cluster.pg_client(leader).await;
+    create_kv(&writer).await;
+    let client = cluster.pg_client(reader).await;
+    client
+        .batch_execute("SET phalanx.read_consistency = 'bounded'; SET phalanx.max_lag_ms = 400")
+        .await
+        .expect("set bounded");
+    // Caught up, the follower takes its share.
+    until_node_serves(&cluster, reader, &client, stalled).await;
+
+    cluster.signal(stalled, nix::sys::signal::Signal::SIGSTOP);
+    // Writes go on; the stalled node falls behind the bound yet stays in the pool.
+    let mut written = 1i32;
+    let (cluster_ref, writer_ref) = (&cluster, &writer);
+    common::eventually(
+        Duration::from_secs(10),
+        "the stalled node to fall behind the bound",
+        || {
+            written += 1;
+            let (n, cluster, writer) = (written, cluster_ref, writer_ref);
+            async move {
+                writer
+                    .execute("INSERT INTO kv VALUES ($1, 'more')", &[&n])
+                    .await
+                    .expect("write while a follower is stalled");
+                let health = health_of(cluster, reader, stalled_id)
+                    .await
+                    .ok_or("no health entry")?;
+                let behind = health["staleness_ms"].as_u64().is_none_or(|ms| ms > 400);
+                (behind && health["healthy"] == true)
+                    .then_some(())
+                    .ok_or(health.to_string())
+            }
+        },
+    )
+    .await;
+    let split = reads_served(&cluster, reader, &client, 60).await;
+    assert_eq!(
+        split[stalled], 0,
+        "a stale node served bounded reads: {split:?}"
+    );
+    assert_eq!(split.iter().sum::<u64>(), 60, "{split:?}");
+    assert!(
+        healthy(&cluster, reader, stalled_id).await,
+        "still in the pool: the bound, not the health check, kept reads away"
+    );
+
+    // Continued, it catches up and serves bounded reads again.
+    cluster.signal(stalled, nix::sys::signal::Signal::SIGCONT);
+    until_node_serves(&cluster, reader, &client, stalled).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_follower_cut_off_from_the_leader_refuses_bounded_reads_but_answers_any() {
+    let cluster = Cluster::start(3, &[]).await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(30))
+        .await;
+    let reader = (0..3).find(|&i| i != leader).expect("a follower");
+    let others: Vec<usize> = (0..3).filter(|&i| i != reader).collect();
+    let client = cluster.pg_client(reader).await;
+    create_kv(&client).await;
+    client
+        .batch_execute("SET phalanx.read_consistency = 'bounded'; SET phalanx.max_lag_ms = 500")
+        .await
+        .expect("set bounded");
+    let read = "SELECT v FROM kv WHERE k = 1";
+    common::eventually(Duration::from_secs(10), "a bounded read", || async {
+        client.query_one(read, &[]).await.map(|_| ())
+    })
+    .await;
+
+    // Alone, the follower cannot know what the cluster writes meanwhile: once the bound has
+    // passed it refuses bounded reads (57P03, HTTP 503) instead of answering older data.
+    for &i in &others {
+        cluster.signal(i, nix::sys::signal::Signal::SIGSTOP);
+    }
+    let refused = common::eventually(Duration::from_secs(10), "57P03", || async {
+        match client.query_one(read, &[]).await {
+            Ok(_) => Err("still served".to_owned()),
+            Err(e) => Ok(e),
+        }
+    })
+    .await;
+    assert_eq!(
+        refused.code().map(|c| c.code()),
+        Some("57P03"),
+        "{refused:?}"
+    );
+    let (status, body) = cluster
+        .post(
+            reader,
+            "/v1/query",
+            &serde_json::json!({"sql": read, "consistency": "bounded", "max_lag_ms": 500}),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    // `any` still answers from the follower's own data.
+    client
+        .batch_execute("SET phalanx.read_consistency = 'any'")
+        .await
+        .expect("set any");
+    let row = client.query_one(read, &[]).await.expect("any read");
+    assert_eq!(row.get::<_, String>(0), "one");
+
+    // Back in touch with the leader, bounded reads are served again.
+    for &i in &others {
+        cluster.signal(i, nix::sys::signal::Signal::SIGCONT);
+    }
+    client
+        .batch_execute("SET phalanx.read_consistency = 'bounded'")
+        .await
+        .expect("set bounded");
+    common::eventually(Duration::from_secs(10), "bounded reads again", || async {
+        client.query_one(read, &[]).await.map(|_| ())
+    })
+    .await;
 }

@@ -45,6 +45,8 @@ struct NodeHealth {
     failures: u64,
     /// The load it reported with its last answer.
     load: Option<crate::dispatch::load::LoadReport>,
+    /// Its last answer said it leads with a live lease (false after a failed probe).
+    leading: bool,
 }
 
 /// One node's health as shown.
@@ -56,6 +58,8 @@ pub struct NodeHealthView {
     pub probes: u64,
     pub failures: u64,
     pub load: Option<crate::dispatch::load::LoadReport>,
+    /// Its last probe answer said it leads with a live lease.
+    pub leading: bool,
 }
 
 /// The health table.
@@ -97,6 +101,9 @@ impl Health {
         let mut nodes = self.nodes();
         let health = nodes.entry(node).or_default();
         health.probes += 1;
+        if outcome.is_none() {
+            health.leading = false;
+        }
         match outcome {
             Some(applied) => {
                 health.applied = Some(applied);
@@ -138,6 +145,16 @@ impl Health {
         self.nodes().entry(node).or_default().load = Some(load);
     }
 
+    /// Records whether `node`'s last probe answer said it leads with a live lease.
+    pub fn record_leading(&self, node: NodeId, leading: bool) {
+        self.nodes().entry(node).or_default().leading = leading;
+    }
+
+    /// Whether `node`'s last probe answer said it leads with a live lease.
+    pub fn reported_leading(&self, node: NodeId) -> bool {
+        self.nodes().get(&node).is_some_and(|h| h.leading)
+    }
+
     /// The load `node` last reported.
     pub fn load(&self, node: NodeId) -> Option<crate::dispatch::load::LoadReport> {
         self.nodes().get(&node).and_then(|h| h.load)
@@ -150,6 +167,7 @@ impl Health {
         let health = nodes.entry(node).or_default();
         health.failures += 1;
         health.successes_in_a_row = 0;
+        health.leading = false;
         if !health.down {
             health.down = true;
             tracing::info!(node, "a read failed on the node; out of the read pool");
@@ -171,6 +189,7 @@ impl Health {
                 probes: h.probes,
                 failures: h.failures,
                 load: h.load,
+                leading: h.leading,
             })
             .collect()
     }

@@ -19,6 +19,10 @@ const LATENCY_WINDOW: usize = 256;
 pub struct HealthReport {
     pub applied: LogIndex,
     pub load: LoadReport,
+    /// The node leads and a quorum acknowledged it within the leader lease when it answered:
+    /// its applied index is then everything the cluster has acknowledged (the reference point
+    /// of `bounded` reads, [`crate::dispatch::staleness`]).
+    pub leading: bool,
 }
 
 /// A node's load as it measures it.

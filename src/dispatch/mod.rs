@@ -5,9 +5,11 @@
 //!   [`Dispatcher::execute`] forwards the transaction over the internal RPC and relays the
 //!   leader's answer; when leadership moves, it follows the new leader until its deadline.
 //!   A forward is retried only when it provably did not reach a leader.
-//! - Reads are served from this node's committed data at the requested [`Consistency`]
-//!   (per-request load balancing across nodes comes with the scheduler work: the pure
-//!   algorithms are in [`scheduler`], not yet wired into the read path).
+//! - Each autocommit read ([`Dispatcher::query`]) runs on the node the balancer
+//!   ([`balance`], over the pure [`scheduler`]s) picks among the members that are healthy
+//!   ([`health`]), allowed by the matching routing rule ([`routing`]) and fresh enough for the
+//!   read's [`Consistency`] ([`staleness`] for `bounded`); it is retried on another node when
+//!   the chosen one fails before it answers.
 
 pub mod balance;
 pub mod error;
@@ -45,16 +47,14 @@ pub enum Consistency {
     Linearizable,
     /// Sees at least the given index (the client's own last write: read-your-writes).
     Session,
-    /// Served by a node whose data is at most the read's `max_lag` behind the cluster's
-    /// ([`staleness`]); a node too far behind is skipped, and if none is fresh enough the
-    /// read fails (unavailable) rather than answer older data.
+    /// Served by a node whose data is at most the read's `max_lag` behind the leader's
+    /// ([`staleness`] defines it); a node too far behind is skipped, and if none is fresh
+    /// enough — this node included — the read fails with `Unavailable` (HTTP 503, SQLSTATE
+    /// 57P03) rather than answer older data.
     Bounded,
     /// Whatever this node has applied; still answers in a minority partition.
     Any,
 }
-
-/// The staleness bound of a `bounded` read when the client names none.
-pub const DEFAULT_MAX_LAG: Duration = Duration::from_millis(1000);
 
 /// A read's answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -110,8 +110,11 @@ pub struct Dispatcher {
     pub health: Arc<health::Health>,
     /// This node's own load, reported with its health-probe answers.
     pub local_load: Arc<load::LocalLoad>,
-    /// What the cluster had applied when, for `bounded` reads.
+    /// What the leader had applied when, for `bounded` reads.
     pub staleness: Arc<staleness::Staleness>,
+    /// The staleness bound of a `bounded` read whose client names none
+    /// (`bounded_max_lag_ms`).
+    pub default_max_lag: Duration,
 }
 
 /// A read sent to another node to serve (`/internal/query`).
@@ -288,7 +291,7 @@ impl Dispatcher {
         context: &routing::ReadContext,
     ) -> Result<ReadOutcome, RequestError> {
         let deadline = Instant::now() + self.timeouts.read;
-        let max_lag = context.max_lag.unwrap_or(DEFAULT_MAX_LAG);
+        let max_lag = context.max_lag.unwrap_or(self.default_max_lag);
         let routed = self.balancer.route(&statement.sql, context);
         let rule = routed.as_ref().map(|r| r.position);
         let rule_key = routed.as_ref().and_then(|r| r.key);
@@ -433,28 +436,50 @@ impl Dispatcher {
         })
     }
 
-    /// Resolves once the health table holds `node` unhealthy.
-    /// Whether `node`'s data is at most `max_lag` behind the cluster's ([`staleness`]): the
-    /// leader always is; another node by the applied index its last probe reported, this one
-    /// by its own.
+    /// Whether `node`'s data is at most `max_lag` behind the leader's.
     fn fresh_enough(&self, node: NodeId, max_lag: Duration) -> bool {
-        if metrics::snapshot(&self.raft).current_leader == Some(node) {
-            return true;
-        }
+        self.staleness_of(node)
+            .is_some_and(|stale| stale <= max_lag)
+    }
+
+    /// How far behind the leader `node`'s data is ([`staleness`]): zero for the leader — this
+    /// node when it leads with a live lease, another when its last probe answer said so —
+    /// else by the applied index its last probe reported (this node's own); `None` when
+    /// unknown (no round reached a leader since it last caught up).
+    pub fn staleness_of(&self, node: NodeId) -> Option<Duration> {
         let applied = if node == self.node_id {
-            Some(self.engine.applied_index())
+            if self.leads_with_lease() {
+                return Some(Duration::ZERO);
+            }
+            self.engine.applied_index()
         } else {
+            if self.health.reported_leading(node) {
+                return Some(Duration::ZERO);
+            }
             self.health
                 .view()
                 .into_iter()
                 .find(|h| h.node == node)
-                .and_then(|h| h.applied_index)
+                .and_then(|h| h.applied_index)?
         };
-        applied
-            .and_then(|applied| self.staleness.of(applied, Instant::now()))
-            .is_some_and(|stale| stale <= max_lag)
+        self.staleness.of(applied, Instant::now())
     }
 
+    /// Whether this node leads and a quorum acknowledged it within the leader lease (the
+    /// election timeout), so that no other leader can exist yet: its data then holds every
+    /// acknowledged write. A sole voter is its own quorum.
+    pub fn leads_with_lease(&self) -> bool {
+        use openraft::type_config::async_runtime::Instant as _;
+        let Ok(leader) = self.raft.as_leader() else {
+            return false;
+        };
+        self.raft.voter_ids().count() <= 1
+            || leader
+                .last_quorum_acked()
+                .is_some_and(|acked| acked.elapsed() <= self.timeouts.leader_silence)
+    }
+
+    /// Resolves once the health table holds `node` unhealthy.
     async fn until_unhealthy(&self, node: NodeId) {
         while self.health.is_healthy(node) {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -629,7 +654,11 @@ pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch:
         let members = dispatcher.read_members();
         let ids: Vec<NodeId> = members.iter().map(|(id, _)| *id).collect();
         dispatcher.health.retain(&ids);
+        // The round's reference time, taken before anything it learns.
+        let sent = Instant::now();
         let own_applied = dispatcher.engine.applied_index();
+        // This node leading: its index is the leader's, as of `sent`.
+        let mut leader_applied = dispatcher.leads_with_lease().then_some(own_applied);
         let probes = members
             .into_iter()
             .filter(|(id, _)| *id != dispatcher.node_id)
@@ -648,24 +677,26 @@ pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch:
                 }
             });
         let tick = tokio::time::sleep(settings.interval);
-        let mut cluster_applied = own_applied;
         for (id, report) in futures::future::join_all(probes).await {
-            if let Some(report) = &report {
-                cluster_applied = cluster_applied.max(report.applied);
-            }
             dispatcher
                 .health
                 .record_probe(id, report.map(|r| r.applied), own_applied);
             if let Some(report) = report {
                 dispatcher.health.record_load(id, report.load);
+                dispatcher.health.record_leading(id, report.leading);
+                if report.leading {
+                    // It answered after `sent`: its index covers every write acknowledged by
+                    // then.
+                    leader_applied = Some(leader_applied.unwrap_or(0).max(report.applied));
+                }
             }
         }
         dispatcher
             .health
             .record_load(dispatcher.node_id, dispatcher.local_load.report());
-        dispatcher
-            .staleness
-            .record_round(Instant::now(), cluster_applied);
+        if let Some(index) = leader_applied {
+            dispatcher.staleness.record_round(sent, index);
+        }
         maintenance::hand_off_if_drained(&dispatcher, &mut last_hand_off).await;
         tokio::select! {
             () = tick => {}

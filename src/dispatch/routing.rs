@@ -51,7 +51,8 @@ pub struct ReadContext {
     pub session: Option<u64>,
     /// The client's address (for the `client_addr` hash key).
     pub client_addr: Option<std::net::IpAddr>,
-    /// The staleness bound of a `bounded` read (`None`: [`crate::dispatch::DEFAULT_MAX_LAG`]).
+    /// The staleness bound of a `bounded` read (`None`: the node's default,
+    /// [`crate::dispatch::Dispatcher::default_max_lag`]).
     pub max_lag: Option<std::time::Duration>,
 }
 

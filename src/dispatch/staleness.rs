@@ -1,13 +1,21 @@
-//! How far behind, in time, a node's data is — for `bounded` reads (`max_lag_ms`).
+//! How far behind the leader, in time, a node's data is — for `bounded` reads (`max_lag_ms`).
 //!
-//! After each health-probe round this node records (when, the highest applied index any
-//! member reported in that round, its own included): what the cluster had applied by then.
-//! A node that has applied index `i` holds every write the cluster had applied by the time of
-//! the latest round whose recorded index is at most `i`; its *staleness* is the time since that
-//! round. A node fully caught up is therefore up to one probe interval (200 ms by default)
-//! stale, unless it is the leader, which holds every committed write and is never stale. A node
-//! behind every recorded round (about [`ROUNDS`] intervals) has no known staleness and serves
-//! no bounded read. The applied index of another node is the one its last probe reported.
+//! Definition. The *leader* is the node that leads with a live lease (a quorum acknowledged it
+//! within the election timeout, so no other leader can have been elected): its applied index
+//! holds every write the cluster acknowledged (a write is acknowledged after the leader applies
+//! it), so its staleness is 0. After each health-probe round that reached the leader — this
+//! node leading, or a probe answer saying "leading" — this node records *(when the round's
+//! probes were sent, the leader's applied index)*; the leader had applied at least that by
+//! then. A node that has applied index `i` holds every write the leader had applied by the
+//! time of the newest recorded round whose index is at most `i`; the node's *staleness* is the
+//! time since that round. So a follower that keeps up is about one probe interval (200 ms by
+//! default) stale, and one that stops applying grows staler by the clock from the moment the
+//! leader passed it, whatever it reports. Rounds that did not reach a leader are not recorded:
+//! a node cut off from the leader (a minority partition) sees every node's staleness grow,
+//! its own included, and refuses bounded reads once the bound has passed instead of taking
+//! the highest index it can still see for the cluster's. A node behind every remembered round
+//! (about [`ROUNDS`] intervals) has no known staleness and serves no bounded read. The applied
+//! index of another node is the one its last probe answer reported.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -25,15 +33,15 @@ pub struct Staleness {
 }
 
 impl Staleness {
-    /// Records a probe round that ended at `at` with `cluster_applied` the highest applied
-    /// index seen.
-    pub fn record_round(&self, at: Instant, cluster_applied: LogIndex) {
+    /// Records a probe round sent at `at` that learned the leader's applied index,
+    /// `leader_applied`.
+    pub fn record_round(&self, at: Instant, leader_applied: LogIndex) {
         let mut rounds = self.rounds.lock().unwrap_or_else(|e| e.into_inner());
-        // Applied indexes only grow; a lower report (a lagging node alone answering) must not
-        // make older rounds look fresher.
+        // Applied indexes only grow; a lower report (a new leader still applying what the
+        // old one had) must not make older rounds look fresher.
         let highest = rounds
             .back()
-            .map_or(cluster_applied, |(_, i)| cluster_applied.max(*i));
+            .map_or(leader_applied, |(_, i)| leader_applied.max(*i));
         rounds.push_back((at, highest));
         while rounds.len() > ROUNDS {
             rounds.pop_front();

@@ -151,12 +151,16 @@ async fn query(State(s): State<RpcState>, body: Bytes) -> Response {
     encode(&answer)
 }
 
-/// A health probe: answered with this node's applied index and load.
+/// A health probe: answered with this node's applied index, load, and whether it leads with
+/// a live lease.
 async fn health(State(s): State<RpcState>) -> Response {
+    // Whether it leads first: an index read after a positive answer is at least as new.
+    let leading = s.dispatcher.leads_with_lease();
     let applied = s.dispatcher.engine.applied_index();
     encode(&crate::dispatch::load::HealthReport {
         applied,
         load: s.dispatcher.local_load.report(),
+        leading,
     })
 }
 

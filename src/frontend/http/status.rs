@@ -149,7 +149,18 @@ fn dispatcher_status(d: &crate::dispatch::Dispatcher) -> Value {
         "weights": settings.weights,
         "default_weight": settings.default_weight,
         "nodes": nodes,
-        "health": health,
+        // With how far behind the leader each node's data is (`bounded` reads; null: unknown).
+        "health": health
+            .iter()
+            .map(|h| {
+                let mut shown = json!(h);
+                shown["staleness_ms"] = json!(
+                    d.staleness_of(h.node)
+                        .map(|s| u64::try_from(s.as_millis()).unwrap_or(u64::MAX))
+                );
+                shown
+            })
+            .collect::<Vec<_>>(),
         // Each rule's traffic; `hits` (= requests) kept for readers of the earlier shape.
         "rules": d
             .balancer

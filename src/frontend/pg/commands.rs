@@ -34,10 +34,13 @@ pub const REPORTED: [&str; 9] = [
 pub struct Settings {
     values: BTreeMap<&'static str, String>,
     pub consistency: Consistency,
+    /// This node's default for `phalanx.max_lag_ms` (`bounded_max_lag_ms`), for `RESET`.
+    max_lag_default: std::time::Duration,
 }
 
-/// Every setting the front end knows, with its default.
-fn defaults() -> Vec<(&'static str, String)> {
+/// Every setting the front end knows, with its default; `max_lag_default` is the node's
+/// `bounded_max_lag_ms`.
+fn defaults(max_lag_default: std::time::Duration) -> Vec<(&'static str, String)> {
     vec![
         ("server_version", SERVER_VERSION.into()),
         ("server_version_num", "150000".into()),
@@ -62,15 +65,18 @@ fn defaults() -> Vec<(&'static str, String)> {
         ("phalanx.read_consistency", "linearizable".into()),
         (
             "phalanx.max_lag_ms",
-            crate::dispatch::DEFAULT_MAX_LAG.as_millis().to_string(),
+            max_lag_default.as_millis().to_string(),
         ),
     ]
 }
 
-/// The settings as `pg_settings` shows them (their defaults), plus `max_connections` (this
-/// node's PostgreSQL connection limit).
-pub fn catalog_settings(max_connections: usize) -> Vec<crate::storage::catalog::facts::Setting> {
-    let mut settings: Vec<_> = defaults()
+/// The settings as `pg_settings` shows them (their defaults, `phalanx.max_lag_ms` this node's
+/// `max_lag_default`), plus `max_connections` (this node's PostgreSQL connection limit).
+pub fn catalog_settings(
+    max_connections: usize,
+    max_lag_default: std::time::Duration,
+) -> Vec<crate::storage::catalog::facts::Setting> {
+    let mut settings: Vec<_> = defaults(max_lag_default)
         .into_iter()
         .chain([("max_connections", max_connections.to_string())])
         .map(|(name, value)| {
@@ -154,18 +160,23 @@ fn canonical(name: &str) -> Option<&'static str> {
         other => other,
     }
     .to_ascii_lowercase();
-    defaults()
+    defaults(std::time::Duration::ZERO)
         .into_iter()
         .map(|(n, _)| n)
         .find(|n| n.eq_ignore_ascii_case(&lower))
 }
 
 impl Settings {
-    /// Defaults, then the startup packet's parameters where they are acceptable.
-    pub fn new(startup: &BTreeMap<String, String>) -> Settings {
+    /// Defaults (`max_lag_default`: this node's `bounded_max_lag_ms`), then the startup
+    /// packet's parameters where they are acceptable.
+    pub fn new(
+        startup: &BTreeMap<String, String>,
+        max_lag_default: std::time::Duration,
+    ) -> Settings {
         let mut settings = Settings {
-            values: defaults().into_iter().collect(),
+            values: defaults(max_lag_default).into_iter().collect(),
             consistency: Consistency::Linearizable,
+            max_lag_default,
         };
         for (name, value) in startup {
             if let Some(name) = canonical(name) {
@@ -181,10 +192,7 @@ impl Settings {
     pub fn max_lag(&self) -> std::time::Duration {
         self.get("phalanx.max_lag_ms")
             .and_then(|ms| ms.parse::<u64>().ok())
-            .map_or(
-                crate::dispatch::DEFAULT_MAX_LAG,
-                std::time::Duration::from_millis,
-            )
+            .map_or(self.max_lag_default, std::time::Duration::from_millis)
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
@@ -310,7 +318,7 @@ impl Settings {
         let Some(name) = canonical(name) else {
             return Err(not_supported(format!("configuration parameter \"{name}\"")));
         };
-        let default = defaults()
+        let default = defaults(self.max_lag_default)
             .into_iter()
             .find(|(n, _)| *n == name)
             .map(|(_, v)| v)
@@ -667,10 +675,24 @@ mod tests {
 
     #[test]
     fn settings_accept_only_what_phalanx_does() {
-        let mut s = Settings::new(&BTreeMap::from([(
-            "application_name".to_owned(),
-            "app".to_owned(),
-        )]));
+        let mut s = Settings::new(
+            &BTreeMap::from([("application_name".to_owned(), "app".to_owned())]),
+            std::time::Duration::from_millis(250),
+        );
+        assert_eq!(
+            s.get("phalanx.max_lag_ms"),
+            Some("250"),
+            "the node's default"
+        );
+        assert_eq!(s.max_lag(), std::time::Duration::from_millis(250));
+        assert!(s.set("phalanx.max_lag_ms", "40").is_ok());
+        assert_eq!(s.max_lag(), std::time::Duration::from_millis(40));
+        assert!(s.reset("phalanx.max_lag_ms").is_ok());
+        assert_eq!(
+            s.get("phalanx.max_lag_ms"),
+            Some("250"),
+            "RESET: the node's default"
+        );
         assert_eq!(s.get("application_name"), Some("app"));
         assert!(s.set("client_encoding", "utf8").is_ok());
         assert_eq!(

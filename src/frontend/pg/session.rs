@@ -95,10 +95,11 @@ struct CopyIn {
 
 impl Session {
     pub fn new(dispatcher: Dispatcher) -> Arc<Session> {
+        let settings = Settings::new(&BTreeMap::new(), dispatcher.default_max_lag);
         Arc::new(Session {
             dispatcher,
             state: Mutex::new(SessionState {
-                settings: Settings::new(&BTreeMap::new()),
+                settings,
                 last_index: 0,
                 user: String::new(),
                 database: String::new(),
@@ -1257,7 +1258,8 @@ impl Handler {
             .get("database")
             .cloned()
             .unwrap_or_else(|| user.clone());
-        let mut settings = Settings::new(&startup.parameters);
+        let mut settings =
+            Settings::new(&startup.parameters, self.session.dispatcher.default_max_lag);
         // `options` (libpq's PGOPTIONS, `-c name=value`) is an explicit request: a setting
         // Phalanx cannot honour refuses the connection, as PostgreSQL does.
         if let Some(options) = startup.parameters.get("options") {

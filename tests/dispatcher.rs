@@ -62,6 +62,14 @@ async fn change_dispatcher(
     .await;
 }
 
+/// Asserts that node `via` refuses the dispatcher change with a 400 whose body mentions
+/// `mentions`.
+async fn assert_refused(cluster: &Cluster, via: usize, change: Value, mentions: &str) {
+    let (status, body) = cluster.put(via, "/v1/dispatcher", &change).await;
+    assert_eq!(status, 400, "{change}: {body}");
+    assert!(body.to_string().contains(mentions), "{change}: {body}");
+}
+
 /// Creates table `kv` holding (1, 'one') through `client`.
 async fn create_kv(client: &tokio_postgres::Client) {
     client
@@ -100,23 +108,20 @@ async fn reads_served(
 async fn weights_set_through_the_api_split_reads_and_drain_stops_them() {
     let cluster = Cluster::start(3, &[]).await;
     // An invalid change is refused whole.
-    let (status, body) = cluster
-        .put(
-            1,
-            "/v1/dispatcher",
-            &serde_json::json!({"scheduler": "wrr", "weights": {"9": 1}}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body.to_string().contains("unknown node"), "{body}");
-    let (status, body) = cluster
-        .put(
-            1,
-            "/v1/dispatcher",
-            &serde_json::json!({"scheduler": "fastest"}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
+    assert_refused(
+        &cluster,
+        1,
+        serde_json::json!({"scheduler": "wrr", "weights": {"9": 1}}),
+        "unknown node",
+    )
+    .await;
+    assert_refused(
+        &cluster,
+        1,
+        serde_json::json!({"scheduler": "fastest"}),
+        "fastest",
+    )
+    .await;
     assert_eq!(
         cluster.get(0, "/v1/dispatcher").await.expect("get")["scheduler"],
         "wlc"
@@ -399,14 +404,13 @@ async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
         "{line} missing in:\n{metrics}"
     );
     // A rule naming a tag no node has is refused.
-    let (status, body) = cluster
-        .put(
-            0,
-            "/v1/dispatcher",
-            &serde_json::json!({"rules": [{"name": "x", "target": {"tag": "nowhere"}}]}),
-        )
-        .await;
-    assert_eq!(status, 400, "{body}");
+    assert_refused(
+        &cluster,
+        0,
+        serde_json::json!({"rules": [{"name": "x", "target": {"tag": "nowhere"}}]}),
+        "no node is tagged",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -762,4 +766,55 @@ async fn a_follower_cut_off_from_the_leader_refuses_bounded_reads_but_answers_an
         client.query_one(read, &[]).await.map(|_| ())
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_rule_key_keeps_each_customer_on_one_node() {
+    let cluster = Cluster::start(3, &[]).await;
+    // Refused: nothing would give the reads a key.
+    assert_refused(
+        &cluster,
+        0,
+        serde_json::json!({"scheduler": "sh", "key_source": "rule_key"}),
+        "capture group",
+    )
+    .await;
+    change_dispatcher(
+        &cluster,
+        0,
+        serde_json::json!({
+            "scheduler": "sh",
+            "key_source": "rule_key",
+            "rules": [{"name": "by_customer", "sql": "customer_id = (\\d+)", "target": {"scheduler": "sh"}}],
+        }),
+        0,
+        |view| view["key_source"] == "rule_key",
+    )
+    .await;
+    let client = cluster.pg_client(0).await;
+    client
+        .batch_execute(
+            "CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT); \
+             INSERT INTO orders VALUES (1, 1)",
+        )
+        .await
+        .expect("setup");
+    // One client, one session, one address: only the captured customer id decides the node.
+    let mut homes = std::collections::BTreeSet::new();
+    for customer in 1..=12 {
+        let sql = format!("SELECT count(*) FROM orders WHERE customer_id = {customer}");
+        let before = served(&cluster, 0).await;
+        for _ in 0..8 {
+            client.query_one(sql.as_str(), &[]).await.expect("read");
+        }
+        let after = served(&cluster, 0).await;
+        let delta: Vec<u64> = [1, 2, 3]
+            .iter()
+            .map(|&n| count_for(&after, n) - count_for(&before, n))
+            .collect();
+        let home = delta.iter().position(|&n| n == 8);
+        assert!(home.is_some(), "customer {customer} spread: {delta:?}");
+        homes.extend(home);
+    }
+    assert!(homes.len() >= 2, "every customer on one node: {homes:?}");
 }

@@ -110,6 +110,11 @@ pub fn compile(
 }
 
 impl CompiledRule {
+    /// Whether the rule's SQL regex has a capture group, i.e. gives its reads a `rule_key`.
+    pub fn has_key(&self) -> bool {
+        self.sql.as_ref().is_some_and(|re| re.captures_len() > 1)
+    }
+
     /// The text of the SQL regex's first capture group in `sql`, if the rule has one.
     pub fn key<'s>(&self, sql: &'s str) -> Option<&'s str> {
         self.sql

@@ -213,8 +213,16 @@ impl DispatcherConfig {
                 "health.fall and health.rise must be at least 1".into(),
             ));
         }
-        crate::dispatch::routing::compile(&self.rules, &self.tags)
+        let rules = crate::dispatch::routing::compile(&self.rules, &self.tags)
             .map_err(|e| InvalidSettings(e.to_string()))?;
+        // Without a rule to give reads a key, `rule_key` would hash nothing.
+        if self.key_source == Some(HashKeySource::RuleKey) && !rules.iter().any(|r| r.has_key()) {
+            return Err(InvalidSettings(
+                "key_source rule_key needs a routing rule whose sql regex has a capture group \
+                 (what it captures is the key); set both in one change"
+                    .into(),
+            ));
+        }
         Ok(())
     }
 
@@ -360,10 +368,20 @@ mod tests {
             r#"{"key_source":"moon"}"#,
             r#"{"rules":[{"name":"r","target":{"tag":"reporting"}}]}"#,
             r#"{"tags":{"8":["reporting"]}}"#,
+            r#"{"key_source":"rule_key"}"#,
+            r#"{"key_source":"rule_key","rules":[{"name":"r","sql":"id = 1","target":"leader"}]}"#,
         ] {
             let update: DispatcherUpdate = serde_json::from_str(bad).expect("parses");
             assert!(config().updated(&update, &members).is_err(), "{bad}");
         }
         assert!(serde_json::from_str::<DispatcherUpdate>(r#"{"schedular":"rr"}"#).is_err());
+        let keyed: DispatcherUpdate = serde_json::from_str(
+            r#"{"key_source":"rule_key","rules":[{"name":"r","sql":"id = (\\d+)","target":"leader"}]}"#,
+        )
+        .expect("parses");
+        assert!(
+            config().updated(&keyed, &members).is_ok(),
+            "a rule with a capture group gives the key"
+        );
     }
 }

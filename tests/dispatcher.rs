@@ -70,6 +70,13 @@ async fn assert_refused(cluster: &Cluster, via: usize, change: Value, mentions: 
     assert!(body.to_string().contains(mentions), "{change}: {body}");
 }
 
+/// Node `i`'s `GET /metrics` text.
+async fn metrics_text(cluster: &Cluster, i: usize) -> String {
+    let url = format!("http://{}/metrics", cluster.nodes[i].http);
+    let response = reqwest::get(url).await.expect("GET /metrics");
+    response.text().await.expect("metrics text")
+}
+
 /// Creates table `kv` holding (1, 'one') through `client`.
 async fn create_kv(client: &tokio_postgres::Client) {
     client
@@ -167,12 +174,7 @@ async fn weights_set_through_the_api_split_reads_and_drain_stops_them() {
 
     // The same counters in Prometheus' format and in `phalanx status`.
     let counts = served(&cluster, 0).await;
-    let metrics = reqwest::get(format!("http://{}/metrics", cluster.nodes[0].http))
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = metrics_text(&cluster, 0).await;
     for (node, requests) in &counts {
         let line = format!("phalanx_dispatch_requests_total{{node=\"{node}\"}} {requests}");
         assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
@@ -391,17 +393,25 @@ async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
     assert_eq!(rule["bytes_in"].as_u64(), Some(100 * sql_len), "{rule}");
     assert_eq!(rule["bytes_out"].as_u64(), Some(100 * 8), "{rule}");
     assert!(rule["latency_p50_us"].as_u64().is_some(), "{rule}");
-    let metrics = reqwest::get(format!("http://{}/metrics", cluster.nodes[0].http))
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("metrics text");
+    let metrics = metrics_text(&cluster, 0).await;
     let name = rule["name"].as_str().expect("rule name");
     let line = format!("phalanx_dispatch_rule_requests_total{{rule=\"{name}\"}} 100");
     assert!(
         metrics.lines().any(|l| l == line),
         "{line} missing in:\n{metrics}"
+    );
+    // Its request rates too: 100 reads in the last minute, from 100/60 per second up.
+    assert!(rule["rate_60s"].as_f64().is_some_and(|r| r > 1.0), "{rule}");
+    let rate_line =
+        format!("phalanx_dispatch_rule_requests_per_second{{rule=\"{name}\",window=\"60s\"}} ");
+    let rate = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(rate_line.as_str()))
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(rate.is_some_and(|r| r > 1.0), "{rate_line} in:\n{metrics}");
+    assert!(
+        metrics.contains("phalanx_dispatch_requests_per_second{node=\"3\",window=\"1s\"}"),
+        "per-node rates in:\n{metrics}"
     );
     // A rule naming a tag no node has is refused.
     assert_refused(
@@ -545,6 +555,14 @@ async fn bounded_reads_skip_nodes_staler_than_the_bound() {
         .map(|n| if n == leader_id { 60 } else { 0 })
         .collect();
     assert_eq!(strict, expected, "a 0 ms bound served by a follower");
+    // The leader's staleness is 0, in /v1/status and /metrics.
+    let leader_health = health_of(&cluster, reader, leader_id)
+        .await
+        .expect("leader's health entry");
+    assert_eq!(leader_health["staleness_ms"], 0, "{leader_health}");
+    let metrics = metrics_text(&cluster, reader).await;
+    let line = format!("phalanx_node_staleness_seconds{{node=\"{leader_id}\"}} 0");
+    assert!(metrics.lines().any(|l| l == line), "{line} in:\n{metrics}");
 
     // A generous bound: every node qualifies and rr spreads the reads evenly.
     client

@@ -1,6 +1,7 @@
 //! `GET /metrics`: this node's state in Prometheus' text exposition format (version 0.0.4):
-//! Raft position and role, the Raft log writer, and the read balancer's per-node counters and
-//! health — the same numbers `/v1/status` shows as JSON.
+//! Raft position and role, the Raft log writer, and the read balancer's counters per node and
+//! per routing rule (with the request rates over 1/10/60 s that `/v1/status` shows), each
+//! node's health and staleness — the same numbers `/v1/status` shows as JSON.
 
 use std::fmt::Write;
 
@@ -135,6 +136,22 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         "1 while this node's probes hold the node healthy.",
         &health,
     );
+    let staleness: Vec<(String, f64)> = d
+        .health
+        .view()
+        .iter()
+        .filter_map(|h| {
+            let stale = d.staleness_of(h.node)?;
+            Some((format!("node=\"{}\"", h.node), stale.as_secs_f64()))
+        })
+        .collect();
+    family(
+        &mut out,
+        "phalanx_node_staleness_seconds",
+        "gauge",
+        "How far behind the leader each node's data is, for bounded reads (absent: unknown).",
+        &staleness,
+    );
     (
         [(
             header::CONTENT_TYPE,
@@ -193,6 +210,19 @@ fn traffic_families(out: &mut String, prefix: &str, whose: &str, rows: &[(String
             &samples,
         );
     }
+    let mut rates = Vec::new();
+    for (label, t) in rows {
+        for (window, rate) in [("1s", t.rate_1s), ("10s", t.rate_10s), ("60s", t.rate_60s)] {
+            rates.push((format!("{label},window=\"{window}\""), rate));
+        }
+    }
+    family(
+        out,
+        &format!("{prefix}_requests_per_second"),
+        "gauge",
+        &format!("Reads per second sent to {whose}, over the last 1, 10 and 60 whole seconds."),
+        &rates,
+    );
     let mut latency = Vec::new();
     for (label, t) in rows {
         for (quantile, value) in [("0.5", t.latency_p50_us), ("0.99", t.latency_p99_us)] {

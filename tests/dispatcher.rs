@@ -77,6 +77,16 @@ async fn metrics_text(cluster: &Cluster, i: usize) -> String {
     response.text().await.expect("metrics text")
 }
 
+/// What `phalanx status --cluster` prints for node `i`.
+fn phalanx_status(cluster: &Cluster, i: usize) -> String {
+    let status = std::process::Command::new(env!("CARGO_BIN_EXE_phalanx"))
+        .args(["status", "--cluster", &cluster.nodes[i].http])
+        .output()
+        .expect("phalanx status");
+    assert!(status.status.success(), "{status:?}");
+    String::from_utf8_lossy(&status.stdout).into_owned()
+}
+
 /// Creates table `kv` holding (1, 'one') through `client`.
 async fn create_kv(client: &tokio_postgres::Client) {
     client
@@ -205,11 +215,7 @@ async fn weights_set_through_the_api_split_reads_and_drain_stops_them() {
         ok.then_some(()).ok_or(view)
     })
     .await;
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_phalanx"))
-        .args(["status", "--cluster", &cluster.nodes[0].http])
-        .output()
-        .expect("phalanx status");
-    let table = String::from_utf8_lossy(&status.stdout);
+    let table = phalanx_status(&cluster, 0);
     assert!(table.contains("scheduler wrr"), "{table}");
     for (node, requests) in &counts {
         assert!(
@@ -412,6 +418,15 @@ async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
     assert!(
         metrics.contains("phalanx_dispatch_requests_per_second{node=\"3\",window=\"1s\"}"),
         "per-node rates in:\n{metrics}"
+    );
+    // And in `phalanx status`'s rules table: name, then requests.
+    let table = phalanx_status(&cluster, 0);
+    assert!(
+        table.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.first() == Some(&name) && words.get(1) == Some(&"100")
+        }),
+        "rule {name} with 100 requests in:\n{table}"
     );
     // A rule naming a tag no node has is refused.
     assert_refused(

@@ -87,6 +87,23 @@ fn phalanx_status(cluster: &Cluster, i: usize) -> String {
     String::from_utf8_lossy(&status.stdout).into_owned()
 }
 
+/// Checks `check` every 50 ms for `period` and fails the test, with `what` and what was seen,
+/// the first time it does not hold: for what must *not* happen over a stretch of time.
+async fn holds_for<O, F, Fut>(period: Duration, what: &str, mut check: F)
+where
+    O: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), O>>,
+{
+    let until = Instant::now() + period;
+    while Instant::now() < until {
+        if let Err(seen) = check().await {
+            panic!("{what}: {seen:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Creates table `kv` holding (1, 'one') through `client`.
 async fn create_kv(client: &tokio_postgres::Client) {
     client
@@ -517,13 +534,19 @@ async fn a_drained_leader_hands_leadership_away_and_keeps_it_away() {
     )
     .await;
     let term = cluster.status(leader).await.expect("status")["term"].as_u64();
-    tokio::time::sleep(2 * Duration::from_secs(1)).await;
-    let status = cluster.status(leader).await.expect("status");
-    assert_eq!(
-        (status["leader"].as_u64(), status["term"].as_u64()),
-        (Some(leader_id), term),
-        "an undrained node keeps the leadership it is given"
-    );
+    // Two hand-off periods (dispatch::maintenance::RETRY, one second) without a change.
+    holds_for(
+        Duration::from_secs(2),
+        "an undrained node keeps the leadership it is given",
+        || async {
+            let status = cluster.status(leader).await.ok_or("no status")?;
+            let seen = (status["leader"].as_u64(), status["term"].as_u64());
+            (seen == (Some(leader_id), term))
+                .then_some(())
+                .ok_or(format!("leader and term {seen:?}"))
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -145,7 +145,9 @@ fn description(name: &str) -> &'static str {
             "Consistency of autocommit reads: linearizable, session (read-your-writes), bounded \
              (at most phalanx.max_lag_ms stale) or any."
         }
-        "phalanx.max_lag_ms" => "How stale, in milliseconds, a bounded read may be.",
+        "phalanx.max_lag_ms" => {
+            "How far behind the leader, in milliseconds, a bounded read may be."
+        }
         "max_connections" => "Sets the maximum number of PostgreSQL connections to this node.",
         _ => "",
     }

@@ -30,7 +30,7 @@
 //! | write outcome unknown (leadership lost mid-write) | 08006 connection_failure |
 //! | transaction rolled back (leader change, idle timeout) | 40001 serialization_failure |
 //! | deadline passed | 57014 query_canceled |
-//! | node cannot serve (stopping, storage failed) | 57P03 cannot_connect_now |
+//! | node cannot serve (stopping, storage failed); no node fresh enough for a `bounded` read, or none a routing rule allows | 57P03 cannot_connect_now |
 //!
 //! The server adds 57P01 admin_shutdown (node stopping), 53300 too_many_connections,
 //! 54000 for an oversized message and 08P01 for a malformed one.

@@ -657,8 +657,7 @@ pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch:
         // The round's reference time, taken before anything it learns.
         let sent = Instant::now();
         let own_applied = dispatcher.engine.applied_index();
-        // This node leading: its index is the leader's, as of `sent`.
-        let mut leader_applied = dispatcher.leads_with_lease().then_some(own_applied);
+        let own_leading = dispatcher.leads_with_lease();
         let probes = members
             .into_iter()
             .filter(|(id, _)| *id != dispatcher.node_id)
@@ -677,24 +676,22 @@ pub async fn probe_members(dispatcher: Dispatcher, mut stop: tokio::sync::watch:
                 }
             });
         let tick = tokio::time::sleep(settings.interval);
-        for (id, report) in futures::future::join_all(probes).await {
+        let answers = futures::future::join_all(probes).await;
+        for (id, report) in &answers {
             dispatcher
                 .health
-                .record_probe(id, report.map(|r| r.applied), own_applied);
+                .record_probe(*id, report.map(|r| r.applied), own_applied);
             if let Some(report) = report {
-                dispatcher.health.record_load(id, report.load);
-                dispatcher.health.record_leading(id, report.leading);
-                if report.leading {
-                    // It answered after `sent`: its index covers every write acknowledged by
-                    // then.
-                    leader_applied = Some(leader_applied.unwrap_or(0).max(report.applied));
-                }
+                dispatcher.health.record_load(*id, report.load);
+                dispatcher.health.record_leading(*id, report.leading);
             }
         }
+        let own = own_leading.then_some(own_applied);
+        let reports = answers.iter().filter_map(|(_, report)| report.as_ref());
         dispatcher
             .health
             .record_load(dispatcher.node_id, dispatcher.local_load.report());
-        if let Some(index) = leader_applied {
+        if let Some(index) = staleness::leader_index(own, reports) {
             dispatcher.staleness.record_round(sent, index);
         }
         maintenance::hand_off_if_drained(&dispatcher, &mut last_hand_off).await;

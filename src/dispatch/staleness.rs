@@ -21,10 +21,27 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::dispatch::load::HealthReport;
 use crate::raft::types::LogIndex;
 
 /// Rounds remembered: at the default 200 ms interval, about 13 seconds.
 pub const ROUNDS: usize = 64;
+
+/// The leader's applied index a probe round learned: `own`, this node's applied index if it
+/// leads with a live lease, else the highest that an answer saying "leading" reported (every
+/// answer came after the round's probes were sent, so it covers every write acknowledged by
+/// then); `None` when the round reached no leader.
+pub fn leader_index<'r>(
+    own: Option<LogIndex>,
+    answers: impl IntoIterator<Item = &'r HealthReport>,
+) -> Option<LogIndex> {
+    answers
+        .into_iter()
+        .filter(|report| report.leading)
+        .map(|report| report.applied)
+        .chain(own)
+        .max()
+}
 
 /// The recorded rounds, newest last.
 #[derive(Debug, Default)]
@@ -80,6 +97,25 @@ mod tests {
         // A lower report later does not lower the recorded cluster index.
         staleness.record_round(at(600), 5);
         assert_eq!(staleness.of(29, at(600)), Some(Duration::from_millis(400)));
+    }
+
+    #[test]
+    fn a_round_counts_only_what_a_leader_reported() {
+        let answer = |applied, leading| HealthReport {
+            applied,
+            leading,
+            ..HealthReport::default()
+        };
+        let followers = [answer(90, false), answer(95, false)];
+        assert_eq!(leader_index(None, &followers), None, "no leader reached");
+        assert_eq!(
+            leader_index(Some(80), &followers),
+            Some(80),
+            "this node leads"
+        );
+        let with_leader = [answer(95, false), answer(100, true)];
+        assert_eq!(leader_index(None, &with_leader), Some(100));
+        assert_eq!(leader_index(None, &[]), None, "nothing answered");
     }
 
     #[test]

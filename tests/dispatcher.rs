@@ -12,6 +12,12 @@ use serde_json::Value;
 
 /// Reads each node served for clients of node `i`, by node id, from its `/v1/status`.
 async fn served(cluster: &Cluster, i: usize) -> Vec<(u64, u64)> {
+    node_counter(cluster, i, "requests").await
+}
+
+/// One traffic counter (`requests`, `bytes_in`, ...) of each node for clients of node `i`,
+/// by node id, from its `/v1/status`.
+async fn node_counter(cluster: &Cluster, i: usize, counter: &str) -> Vec<(u64, u64)> {
     let status = cluster.status(i).await.expect("status");
     status["dispatcher"]["nodes"]
         .as_array()
@@ -20,7 +26,7 @@ async fn served(cluster: &Cluster, i: usize) -> Vec<(u64, u64)> {
         .map(|n| {
             (
                 n["node"].as_u64().expect("node"),
-                n["requests"].as_u64().expect("requests"),
+                n[counter].as_u64().expect(counter),
             )
         })
         .collect()
@@ -114,6 +120,14 @@ async fn create_kv(client: &tokio_postgres::Client) {
         .expect("create kv");
 }
 
+/// How much each of nodes 1..=3's counter grew from `before` to `after`.
+fn growth(before: &[(u64, u64)], after: &[(u64, u64)]) -> Vec<u64> {
+    [1, 2, 3]
+        .iter()
+        .map(|&n| count_for(after, n) - count_for(before, n))
+        .collect()
+}
+
 /// Runs `n` reads of one row over `client` and returns how many each node served for node
 /// `i`'s clients meanwhile, by node id 1..=3.
 async fn reads_served(
@@ -132,10 +146,7 @@ async fn reads_served(
         assert_eq!(row.get::<_, String>(0), "one");
     }
     let after = served(cluster, i).await;
-    [1, 2, 3]
-        .iter()
-        .map(|&n| count_for(&after, n) - count_for(&before, n))
-        .collect()
+    growth(&before, &after)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -388,6 +399,7 @@ async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
         .await
         .expect("setup");
     let before = served(&cluster, 0).await;
+    let bytes_before = node_counter(&cluster, 0, "bytes_in").await;
     for _ in 0..100 {
         let row = client
             .query_one("SELECT total FROM report_daily WHERE day = 1", &[])
@@ -396,11 +408,13 @@ async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
         assert_eq!(row.get::<_, i32>(0), 10);
     }
     let after = served(&cluster, 0).await;
-    let delta: Vec<u64> = [1, 2, 3]
-        .iter()
-        .map(|&n| count_for(&after, n) - count_for(&before, n))
-        .collect();
+    let delta = growth(&before, &after);
     assert_eq!(delta, [0, 0, 100], "matching reads went elsewhere");
+    // Bytes in per node: the SQL text of each read, all to node 3.
+    let sql_len = "SELECT total FROM report_daily WHERE day = 1".len() as u64;
+    let bytes_after = node_counter(&cluster, 0, "bytes_in").await;
+    let bytes = growth(&bytes_before, &bytes_after);
+    assert_eq!(bytes, [0, 0, 100 * sql_len], "bytes in per node");
     // Other reads still spread over every node.
     let others = reads_served(&cluster, 0, &client, 90).await;
     assert!(others.iter().all(|&n| n >= 20), "{others:?}");
@@ -412,7 +426,6 @@ async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
     assert_eq!(rule["requests"], 100, "{rule}");
     assert_eq!(rule["in_flight"], 0, "{rule}");
     assert_eq!(rule["errors"], 0, "{rule}");
-    let sql_len = "SELECT total FROM report_daily WHERE day = 1".len() as u64;
     assert_eq!(rule["bytes_in"].as_u64(), Some(100 * sql_len), "{rule}");
     assert_eq!(rule["bytes_out"].as_u64(), Some(100 * 8), "{rule}");
     assert!(rule["latency_p50_us"].as_u64().is_some(), "{rule}");
@@ -647,10 +660,7 @@ async fn source_hashing_keeps_one_client_address_on_one_node() {
         }
     }
     let after = served(&cluster, 0).await;
-    let delta: Vec<u64> = [1, 2, 3]
-        .iter()
-        .map(|&n| count_for(&after, n) - count_for(&before, n))
-        .collect();
+    let delta = growth(&before, &after);
     assert_eq!(delta.iter().sum::<u64>(), 60, "{delta:?}");
     assert!(
         delta.contains(&60),
@@ -864,10 +874,7 @@ async fn a_rule_key_keeps_each_customer_on_one_node() {
             client.query_one(sql.as_str(), &[]).await.expect("read");
         }
         let after = served(&cluster, 0).await;
-        let delta: Vec<u64> = [1, 2, 3]
-            .iter()
-            .map(|&n| count_for(&after, n) - count_for(&before, n))
-            .collect();
+        let delta = growth(&before, &after);
         let home = delta.iter().position(|&n| n == 8);
         assert!(home.is_some(), "customer {customer} spread: {delta:?}");
         homes.extend(home);

@@ -666,6 +666,15 @@ async fn source_hashing_keeps_one_client_address_on_one_node() {
         delta.contains(&60),
         "six connections from one address spread over nodes: {delta:?}"
     );
+    // Over HTTP the same address (the connection's peer) keeps the reads on that node.
+    let home = delta.iter().position(|&n| n == 60).map(|i| i as u64 + 1);
+    for _ in 0..20 {
+        let (status, body) = cluster
+            .query(0, "SELECT v FROM kv WHERE k = 1", "linearizable")
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["node"].as_u64(), home, "{body}");
+    }
 }
 
 /// The health entry node `i` shows for `node` in its `/v1/status`.

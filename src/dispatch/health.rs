@@ -1,5 +1,6 @@
 //! Health of the other nodes as the read path sees them, keepalived style: every node probes
-//! every other one each `interval` (`/internal/health`, answered with the applied index); after
+//! every other one each `interval` (`/internal/health`, answered with the applied index, the
+//! node's load and whether it leads with a live lease, which `bounded` reads rely on); after
 //! `fall` failures in a row a node leaves the read pool, after `rise` successes in a row —
 //! with its applied index within `max_lag` entries of this node's — it comes back. A read that
 //! fails on a node for a transport reason counts as a failed probe (passive checking), so a

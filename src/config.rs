@@ -101,7 +101,7 @@ pub struct NodeConfig {
     pub health_max_lag_entries: u64,
     /// How stale (milliseconds behind the leader) a `bounded` read may be when its client
     /// names no bound (`SET phalanx.max_lag_ms`, the HTTP `max_lag_ms` field).
-    pub bounded_max_lag_ms: u64,
+    pub read_max_lag_ms: u64,
 }
 
 /// One PostgreSQL user.
@@ -167,7 +167,7 @@ impl Default for NodeConfig {
             health_fall: 3,
             health_rise: 2,
             health_max_lag_entries: 1000,
-            bounded_max_lag_ms: 1000,
+            read_max_lag_ms: 1000,
         }
     }
 }

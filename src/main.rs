@@ -156,7 +156,7 @@ struct StartArgs {
     /// names no bound.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
-    bounded_max_lag_ms: Option<u64>,
+    read_max_lag_ms: Option<u64>,
     /// Largest HTTP request body in bytes.
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -113,7 +113,7 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         roles: config.pg_users.iter().map(|u| u.name.clone()).collect(),
         settings: crate::frontend::pg::commands::catalog_settings(
             config.max_pg_connections,
-            Duration::from_millis(config.bounded_max_lag_ms),
+            Duration::from_millis(config.read_max_lag_ms),
         ),
     });
     if pg_auth.users.is_empty() && pg_auth.remote != AuthMethod::Trust {
@@ -206,7 +206,7 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         balancer: Arc::new(ReadBalancer::new(balancer_settings(&config)?, config.id)?),
         local_load: Default::default(),
         staleness: Default::default(),
-        default_max_lag: Duration::from_millis(config.bounded_max_lag_ms),
+        default_max_lag: Duration::from_millis(config.read_max_lag_ms),
         health: Arc::new(Health::new(HealthSettings {
             interval: Duration::from_millis(config.health_interval_ms.max(10)),
             fall: config.health_fall.max(1),

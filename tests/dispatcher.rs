@@ -567,7 +567,7 @@ async fn bounded_reads_skip_nodes_staler_than_the_bound() {
     // The nodes' default bound is 0 ms: sessions and requests that name none get it.
     let cluster = Cluster::start(
         3,
-        &["--dispatcher-scheduler", "rr", "--bounded-max-lag-ms", "0"],
+        &["--dispatcher-scheduler", "rr", "--read-max-lag-ms", "0"],
     )
     .await;
     let leader = cluster

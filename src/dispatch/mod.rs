@@ -113,7 +113,7 @@ pub struct Dispatcher {
     /// What the leader had applied when, for `bounded` reads.
     pub staleness: Arc<staleness::Staleness>,
     /// The staleness bound of a `bounded` read whose client names none
-    /// (`bounded_max_lag_ms`).
+    /// (`read_max_lag_ms`).
     pub default_max_lag: Duration,
 }
 

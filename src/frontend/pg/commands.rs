@@ -34,12 +34,12 @@ pub const REPORTED: [&str; 9] = [
 pub struct Settings {
     values: BTreeMap<&'static str, String>,
     pub consistency: Consistency,
-    /// This node's default for `phalanx.max_lag_ms` (`bounded_max_lag_ms`), for `RESET`.
+    /// This node's default for `phalanx.max_lag_ms` (`read_max_lag_ms`), for `RESET`.
     max_lag_default: std::time::Duration,
 }
 
 /// Every setting the front end knows, with its default; `max_lag_default` is the node's
-/// `bounded_max_lag_ms`.
+/// `read_max_lag_ms`.
 fn defaults(max_lag_default: std::time::Duration) -> Vec<(&'static str, String)> {
     vec![
         ("server_version", SERVER_VERSION.into()),
@@ -169,7 +169,7 @@ fn canonical(name: &str) -> Option<&'static str> {
 }
 
 impl Settings {
-    /// Defaults (`max_lag_default`: this node's `bounded_max_lag_ms`), then the startup
+    /// Defaults (`max_lag_default`: this node's `read_max_lag_ms`), then the startup
     /// packet's parameters where they are acceptable.
     pub fn new(
         startup: &BTreeMap<String, String>,

@@ -821,6 +821,14 @@ async fn a_follower_cut_off_from_the_leader_refuses_bounded_reads_but_answers_an
         )
         .await;
     assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "unavailable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("within 500 ms of the leader"), "{body}");
+    let pg_message = refused.as_db_error().map(|e| e.message().to_owned());
+    assert!(
+        pg_message.is_some_and(|m| m.contains("within 500 ms of the leader")),
+        "the pg error names why: {refused:?}"
+    );
     // `any` still answers from the follower's own data.
     client
         .batch_execute("SET phalanx.read_consistency = 'any'")

@@ -356,7 +356,8 @@ impl Dispatcher {
                     && !self.fresh_enough(self.node_id, max_lag) =>
                 {
                     return Err(RequestError::Unavailable(format!(
-                        "no node's data is within {} ms of the cluster's (bounded read)",
+                        "no node is within {} ms of the leader for a bounded read \
+                         (retry, raise max_lag_ms, or read with another consistency)",
                         max_lag.as_millis()
                     )));
                 }

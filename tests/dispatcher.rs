@@ -458,6 +458,29 @@ async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
         }),
         "rule {name} with 100 requests in:\n{table}"
     );
+    // Parameters count as request bytes too: an 8-byte integer and a 5-byte text.
+    let rule_bytes = |status: &Value| status["dispatcher"]["rules"][0]["bytes_in"].as_u64();
+    let rule_before = rule_bytes(&cluster.status(0).await.expect("status"));
+    let bytes_before = node_counter(&cluster, 0, "bytes_in").await;
+    let sql = "SELECT total FROM report_daily WHERE day = ? AND ? <> ''";
+    let (status, body) = cluster
+        .post(
+            0,
+            "/v1/query",
+            &serde_json::json!({"sql": sql, "params": [1, "hello"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["node"], 3, "{body}");
+    let expected = sql.len() as u64 + 8 + 5;
+    let bytes_after = node_counter(&cluster, 0, "bytes_in").await;
+    assert_eq!(growth(&bytes_before, &bytes_after), [0, 0, expected]);
+    let rule_after = rule_bytes(&cluster.status(0).await.expect("status"));
+    assert_eq!(
+        rule_after.zip(rule_before).map(|(a, b)| a - b),
+        Some(expected),
+        "the rule's bytes in"
+    );
     // A rule naming a tag no node has is refused.
     assert_refused(
         &cluster,

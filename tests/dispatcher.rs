@@ -481,6 +481,29 @@ async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
         Some(expected),
         "the rule's bytes in"
     );
+    // The same counts in /metrics and in the rules table of `phalanx status` (BYTES IN is its
+    // sixth column: name, requests, active, inactive, errors, bytes in).
+    let node_bytes = count_for(&bytes_after, 3);
+    let rule_bytes = rule_after.expect("rule bytes in");
+    let metrics = metrics_text(&cluster, 0).await;
+    for line in [
+        format!("phalanx_dispatch_bytes_in_total{{node=\"3\"}} {node_bytes}"),
+        format!("phalanx_dispatch_rule_bytes_in_total{{rule=\"{name}\"}} {rule_bytes}"),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing in:\n{metrics}"
+        );
+    }
+    let table = phalanx_status(&cluster, 0);
+    let rule_bytes_text = rule_bytes.to_string();
+    assert!(
+        table.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.first() == Some(&name) && words.get(5) == Some(&rule_bytes_text.as_str())
+        }),
+        "rule {name} with {rule_bytes} bytes in in:\n{table}"
+    );
     // A rule naming a tag no node has is refused.
     assert_refused(
         &cluster,

@@ -676,6 +676,8 @@ async fn whole_cluster_restart_keeps_data_and_config_sources_apply() {
             )
             .await;
     }
+    // Every node has applied the last write before the content is taken.
+    assert_converged(&cluster, &[0, 1, 2]).await;
     let before = content(&cluster, 0).await;
     for i in 0..3 {
         cluster.stop(i); // SIGTERM: each must exit cleanly (asserted by `stop`)

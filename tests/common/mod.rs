@@ -450,30 +450,43 @@ impl Cluster {
         reference
     }
 
-    /// Every user table's full content on node `i`, read locally (consistency `any`).
+    /// Every user table's full content on node `i`, read from its own database.
     pub async fn dump(&self, i: usize) -> Value {
-        let (status, tables) = self
-            .query(
+        let tables = self
+            .query_served_by(
                 i,
                 "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_phalanx%' ORDER BY name",
-                "any",
             )
             .await;
-        assert_eq!(status, 200, "list tables on node {}: {tables}", i + 1);
         let mut dump = serde_json::Map::new();
         for row in tables["rows"].as_array().expect("rows") {
             let name = row[0].as_str().expect("table name");
-            let (status, rows) = self
-                .query(
+            let rows = self
+                .query_served_by(
                     i,
                     &format!("SELECT rowid, * FROM \"{name}\" ORDER BY rowid"),
-                    "any",
                 )
                 .await;
-            assert_eq!(status, 200, "dump {name}: {rows}");
             dump.insert(name.to_owned(), rows["rows"].clone());
         }
         Value::Object(dump)
+    }
+
+    /// Runs `sql` at consistency `any` through node `i` until node `i` itself served it (its
+    /// dispatcher balances reads over every member, and a dump must show one node's data);
+    /// returns the answer.
+    async fn query_served_by(&self, i: usize, sql: &str) -> Value {
+        let what = format!("node {} to serve {sql}", i + 1);
+        eventually(Duration::from_secs(10), &what, || async {
+            let (status, body) = self.query(i, sql, "any").await;
+            assert_eq!(status, 200, "{sql} on node {}: {body}", i + 1);
+            if body["node"].as_u64() == Some(i as u64 + 1) {
+                Ok(body)
+            } else {
+                Err(format!("served by node {}", body["node"]))
+            }
+        })
+        .await
     }
 }
 

@@ -290,13 +290,15 @@ async fn a_stopped_node_leaves_the_pool_and_no_read_fails() {
             done
         })
     };
+    // A precondition, not a bound under test: generous for a loaded machine.
     common::eventually(
-        Duration::from_secs(10),
+        Duration::from_secs(30),
         "the node to serve reads",
         || async {
-            (count_for(&served(&cluster, reader).await, stopped_id) > 20)
+            let served = count_for(&served(&cluster, reader).await, stopped_id);
+            (served > 20)
                 .then_some(())
-                .ok_or("not yet")
+                .ok_or(format!("{served} reads served"))
         },
     )
     .await;
@@ -928,6 +930,12 @@ async fn a_rule_key_keeps_each_customer_on_one_node() {
         )
         .await
         .expect("setup");
+    // Routing, not consistency, is under test: `any` reads need no leader round, which a
+    // loaded machine can make miss its quorum (55000).
+    client
+        .batch_execute("SET phalanx.read_consistency = 'any'")
+        .await
+        .expect("set any");
     // One client, one session, one address: only the captured customer id decides the node.
     let mut homes = std::collections::BTreeSet::new();
     for customer in 1..=12 {

@@ -761,7 +761,26 @@ async fn start_without_cluster_flags_runs_a_single_node_cluster() {
     .await;
     // The scenario: the node idles for longer than the leader lease, then writes again (a sole
     // voter has nobody to acknowledge its leadership and must still accept writes).
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status_url = format!("http://{http}/v1/status?local=1");
+    common::eventually(
+        Duration::from_secs(10),
+        "the lease to age past election_timeout_max_ms (400 ms by default)",
+        || async {
+            let status: serde_json::Value = client
+                .get(&status_url)
+                .send()
+                .await
+                .map_err(|e| e.to_string())?
+                .json()
+                .await
+                .map_err(|e| e.to_string())?;
+            match status["quorum_ack_age_ms"].as_u64() {
+                Some(age) if age > 400 => Ok(()),
+                other => Err(format!("quorum_ack_age_ms {other:?}")),
+            }
+        },
+    )
+    .await;
     let later = json!({"statements": [{"sql": "INSERT INTO solo VALUES (2)"}]});
     let after_idle = client
         .post(&url)

@@ -4,7 +4,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::Cluster;
 use common::pg::{RawPg, code, connect, follower, rows};
@@ -19,6 +19,26 @@ fn completions(messages: &[SimpleQueryMessage]) -> Vec<u64> {
             _ => None,
         })
         .collect()
+}
+
+/// Connects to node `i`, retrying while it refuses with 53300 (too many connections: sessions
+/// that just closed may still be winding down); any other error fails the test.
+async fn connect_within_limit(
+    cluster: &Cluster,
+    i: usize,
+    what: &str,
+) -> (
+    tokio_postgres::Client,
+    tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+) {
+    common::eventually(Duration::from_secs(20), what, || async {
+        match connect(cluster, i).await {
+            Ok(connected) => Ok(connected),
+            Err(e) if code(&e) == "53300" => Err(e.to_string()),
+            Err(e) => panic!("connect: {e}"),
+        }
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -510,32 +530,17 @@ async fn hostile_clients_get_clean_errors() {
 
     // The connection limit: 3 sessions, the 4th gets 53300; once one leaves, a new one fits.
     let mut held = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
     while held.len() < 3 {
-        match connect(&cluster, node).await {
-            Ok(c) => held.push(c),
-            // Earlier sessions may still be winding down.
-            Err(e) if code(&e) == "53300" && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("connect: {e}"),
-        }
+        // Earlier sessions may still be winding down: a refusal is retried until they have.
+        held.push(connect_within_limit(&cluster, node, "a session within the limit").await);
     }
     let Err(refused) = connect(&cluster, node).await else {
         panic!("a 4th session must be refused");
     };
     assert_eq!(code(&refused), "53300", "{refused}");
     held.pop();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (client, connection) = loop {
-        match connect(&cluster, node).await {
-            Ok(c) => break c,
-            Err(e) if code(&e) == "53300" && Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("reconnect: {e}"),
-        }
-    };
+    let (client, connection) =
+        connect_within_limit(&cluster, node, "a session once one left").await;
     client
         .simple_query("SELECT 1")
         .await

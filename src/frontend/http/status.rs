@@ -98,6 +98,14 @@ fn local_status(state: &HttpState) -> Value {
         "role": role,
         "term": m.current_term,
         "leader": m.current_leader,
+        // On the leader: how long ago a quorum last acknowledged it (its lease's age).
+        "quorum_ack_age_ms": m
+            .last_quorum_acked
+            .as_ref()
+            .map(|acked| {
+                use openraft::type_config::async_runtime::Instant as _;
+                u64::try_from(acked.elapsed().as_millis()).unwrap_or(u64::MAX)
+            }),
         "commit_index": m.local_committed.map(|l| l.index).unwrap_or(0),
         "applied_index": applied,
         "last_log_index": m.last_log_index.unwrap_or(0),

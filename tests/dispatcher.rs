@@ -110,6 +110,14 @@ where
     }
 }
 
+/// Asks node `via` to hand leadership to node id `to` (`POST /v1/leader/transfer`).
+async fn transfer_leadership(cluster: &Cluster, via: usize, to: u64) {
+    let (status, body) = cluster
+        .post(via, "/v1/leader/transfer", &serde_json::json!({"to": to}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
 /// Creates table `kv` holding (1, 'one') through `client`.
 async fn create_kv(client: &tokio_postgres::Client) {
     client
@@ -543,14 +551,7 @@ async fn a_drained_leader_hands_leadership_away_and_keeps_it_away() {
     let term_before = cluster.status(next).await.expect("status")["term"]
         .as_u64()
         .expect("term");
-    let (status, body) = cluster
-        .post(
-            next,
-            "/v1/leader/transfer",
-            &serde_json::json!({"to": leader_id}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    transfer_leadership(&cluster, next, leader_id).await;
     common::eventually(
         Duration::from_secs(10),
         "the drained node to take leadership and give it up",
@@ -576,14 +577,7 @@ async fn a_drained_leader_hands_leadership_away_and_keeps_it_away() {
         |view| view["drained"].as_array().map(Vec::len) == Some(0),
     )
     .await;
-    let (status, body) = cluster
-        .post(
-            settled,
-            "/v1/leader/transfer",
-            &serde_json::json!({"to": leader_id}),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    transfer_leadership(&cluster, settled, leader_id).await;
     // The transfer takes effect asynchronously: wait for the node to lead, then check it
     // keeps leading past the one-second hand-off period.
     common::eventually(

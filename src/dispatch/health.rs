@@ -152,6 +152,11 @@ impl Health {
     }
 
     /// Whether `node`'s last probe answer said it leads with a live lease.
+    /// The applied index `node`'s last answered probe reported.
+    pub fn applied(&self, node: NodeId) -> Option<LogIndex> {
+        self.nodes().get(&node).and_then(|h| h.applied)
+    }
+
     pub fn reported_leading(&self, node: NodeId) -> bool {
         self.nodes().get(&node).is_some_and(|h| h.leading)
     }

@@ -72,7 +72,6 @@ pub async fn hand_off_if_drained(d: &Dispatcher, last: &mut Option<Instant>) {
     if !leads || !drained.contains(&d.node_id) {
         return;
     }
-    let health = d.health.view();
     let voters: Vec<Voter> = metrics::snapshot(&d.raft)
         .membership_config
         .membership()
@@ -80,11 +79,7 @@ pub async fn hand_off_if_drained(d: &Dispatcher, last: &mut Option<Instant>) {
         .map(|node| Voter {
             node,
             healthy: d.health.is_healthy(node),
-            applied: health
-                .iter()
-                .find(|h| h.node == node)
-                .and_then(|h| h.applied_index)
-                .unwrap_or(0),
+            applied: d.health.applied(node).unwrap_or(0),
         })
         .collect();
     let now = Instant::now();

@@ -457,11 +457,7 @@ impl Dispatcher {
             if self.health.reported_leading(node) {
                 return Some(Duration::ZERO);
             }
-            self.health
-                .view()
-                .into_iter()
-                .find(|h| h.node == node)
-                .and_then(|h| h.applied_index)?
+            self.health.applied(node)?
         };
         self.staleness.of(applied, Instant::now())
     }

@@ -348,24 +348,34 @@ impl Cluster {
         self.get(i, "/v1/status?local=1").await
     }
 
-    /// Waits until every node in `which` answers and names the same leader; returns its index.
+    /// The node (by index) every node in `which` names as leader, or what each named.
+    async fn agreed_leader(&self, which: &[usize]) -> Result<usize, Vec<Option<u64>>> {
+        let mut leaders = Vec::new();
+        for &i in which {
+            leaders.push(self.status(i).await.and_then(|s| s["leader"].as_u64()));
+        }
+        match leaders.first() {
+            Some(Some(first)) if leaders.iter().all(|l| *l == Some(*first)) => self
+                .nodes
+                .iter()
+                .position(|n| n.id == *first)
+                .ok_or(leaders),
+            _ => Err(leaders),
+        }
+    }
+
+    /// Waits until every node in `which` answers and names the same leader, one of them;
+    /// returns its index.
     pub async fn wait_for_leader(&self, which: &[usize], timeout: Duration) -> usize {
         eventually(
             timeout,
             &format!("a common leader among {which:?}"),
             || async {
-                let mut leaders = Vec::new();
-                for &i in which {
-                    leaders.push(self.status(i).await.and_then(|s| s["leader"].as_u64()));
+                match self.agreed_leader(which).await {
+                    Ok(idx) if which.contains(&idx) => Ok(idx),
+                    Ok(idx) => Err(vec![Some(self.nodes[idx].id)]),
+                    Err(leaders) => Err(leaders),
                 }
-                if let Some(Some(first)) = leaders.first()
-                    && leaders.iter().all(|l| *l == Some(*first))
-                    && let Some(idx) = self.nodes.iter().position(|n| n.id == *first)
-                    && which.contains(&idx)
-                {
-                    return Ok(idx);
-                }
-                Err(leaders)
             },
         )
         .await
@@ -378,21 +388,10 @@ impl Cluster {
             timeout,
             &format!("a common leader other than node {}", not + 1),
             || async {
-                let mut leaders = Vec::new();
-                for &i in &which {
-                    leaders.push(self.status(i).await.and_then(|s| s["leader"].as_u64()));
-                }
-                match leaders.first() {
-                    Some(Some(first))
-                        if leaders.iter().all(|l| *l == Some(*first))
-                            && *first != self.nodes[not].id =>
-                    {
-                        self.nodes
-                            .iter()
-                            .position(|n| n.id == *first)
-                            .ok_or(leaders)
-                    }
-                    _ => Err(leaders),
+                match self.agreed_leader(&which).await {
+                    Ok(idx) if idx != not => Ok(idx),
+                    Ok(idx) => Err(vec![Some(self.nodes[idx].id)]),
+                    Err(leaders) => Err(leaders),
                 }
             },
         )

@@ -104,6 +104,27 @@ async fn tokio_postgres_on_a_follower() {
         .get(0);
     assert_eq!(count, 2);
 
+    // DEALLOCATE ALL drops every statement this connection prepared.
+    let messages = client
+        .simple_query("DEALLOCATE ALL")
+        .await
+        .expect("deallocate all");
+    assert!(
+        messages
+            .iter()
+            .any(|m| matches!(m, SimpleQueryMessage::CommandComplete(_))),
+        "{messages:?}"
+    );
+    let gone = client
+        .query_one(&select, &[&1i64])
+        .await
+        .expect_err("a deallocated statement must not run");
+    assert_eq!(
+        gone.code(),
+        Some(&tokio_postgres::error::SqlState::INVALID_SQL_STATEMENT_NAME),
+        "{gone:?}"
+    );
+
     // Text results through the simple protocol.
     let messages = client
         .simple_query("SELECT id, name, price, data, active, qty FROM items ORDER BY id")

@@ -33,7 +33,7 @@ use pgwire::error::ErrorInfo;
 use pgwire::error::{PgWireError, PgWireResult};
 use pgwire::messages::copy::{CopyData, CopyDone, CopyFail};
 use pgwire::messages::data::DataRow;
-use pgwire::messages::extendedquery::{Execute, Sync as PgSync};
+use pgwire::messages::extendedquery::{Execute, Parse, ParseComplete, Sync as PgSync};
 use pgwire::messages::response::{NoticeResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::simplequery::Query;
 use pgwire::messages::startup::{Authentication, BackendKeyData, ParameterStatus, Startup};
@@ -81,6 +81,9 @@ struct SessionState {
     txn: Option<ExplicitTxn>,
     /// A `COPY ... FROM STDIN` receiving data.
     copy_in: Option<CopyIn>,
+    /// Names of the statements this connection prepared with Parse (pgwire's store cannot
+    /// list them): what `DEALLOCATE ALL` drops.
+    prepared_names: std::collections::BTreeSet<String>,
 }
 
 /// A COPY FROM STDIN in progress: its target and the data received so far.
@@ -107,6 +110,7 @@ impl Session {
                 client_addr: None,
                 txn: None,
                 copy_in: None,
+                prepared_names: Default::default(),
             }),
         })
     }
@@ -773,11 +777,13 @@ impl Session {
                     store.rm_statement(name);
                     Response::Execution(Tag::new("DEALLOCATE"))
                 }
-                // pgwire's statement store cannot list its names.
-                None => Response::Error(error(
-                    "0A000",
-                    "DEALLOCATE ALL is not supported yet; deallocate statements by name",
-                )),
+                None => {
+                    let names = std::mem::take(&mut self.state().prepared_names);
+                    for name in names {
+                        store.rm_statement(&name);
+                    }
+                    Response::Execution(Tag::new("DEALLOCATE ALL"))
+                }
             });
         }
         let (response, reported) = self.command_response(command, format);
@@ -1663,6 +1669,32 @@ impl ExtendedQueryHandler for Handler {
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
         self.parser.clone()
+    }
+
+    /// pgwire's Parse handling, remembering the names of named statements for
+    /// `DEALLOCATE ALL`.
+    async fn on_parse<C>(&self, client: &mut C, message: Parse) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message
+            .name
+            .clone()
+            .unwrap_or_else(|| pgwire::api::DEFAULT_NAME.to_owned());
+        match StoredStatement::parse(client, &message, self.query_parser()).await? {
+            Some(statement) => client.portal_store().put_statement(Arc::new(statement)),
+            None => client.portal_store().put_empty_statement(&name),
+        }
+        if name != pgwire::api::DEFAULT_NAME {
+            self.session.state().prepared_names.insert(name);
+        }
+        client
+            .send(PgWireBackendMessage::ParseComplete(ParseComplete::new()))
+            .await?;
+        Ok(())
     }
 
     /// pgwire's Execute handling, with the session's transaction status.

@@ -226,6 +226,7 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     let rpc_app = rpc_server::router(RpcState {
         dispatcher: dispatcher.clone(),
         snapshot_dir,
+        stop: stop.clone(),
     });
     let http_app = http::router(HttpState {
         dispatcher: dispatcher.clone(),
@@ -237,6 +238,12 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
     });
     let rpc_stop = stop.clone();
     let rpc_server = tokio::spawn(async move {
+        // No Nagle delay: the node-to-node channel writes small replies back to back.
+        let raft_listener = axum::serve::ListenerExt::tap_io(raft_listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!("TCP_NODELAY on a raft connection: {e}");
+            }
+        });
         axum::serve(raft_listener, rpc_app)
             .with_graceful_shutdown(until_stopped(rpc_stop))
             .await

@@ -22,6 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::io::ReaderStream;
 
+use crate::raft::channel::{ChannelError, Channels, Method};
 use crate::raft::state_machine::{Snapshot, SnapshotFile};
 use crate::raft::types::{NodeAddr, NodeId, TypeConfig, Vote};
 
@@ -54,10 +55,12 @@ pub enum PeerError {
     Timeout { addr: String },
 }
 
-/// A shared HTTP client for every peer connection (keep-alive pooled per address).
+/// A shared HTTP client for every peer connection (keep-alive pooled per address), and the
+/// channels (`raft::channel`) that carry the small, frequent RPCs.
 #[derive(Clone)]
 pub struct PeerClient {
     http: reqwest::Client,
+    channels: std::sync::Arc<Channels>,
 }
 
 impl PeerClient {
@@ -68,7 +71,8 @@ impl PeerClient {
             .connect_timeout(Duration::from_millis(500))
             .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
-        Ok(PeerClient { http })
+        let channels = std::sync::Arc::new(Channels::new(http.clone()));
+        Ok(PeerClient { http, channels })
     }
 
     /// Sends `request` to `addr` + `path` and decodes the reply.
@@ -83,6 +87,14 @@ impl PeerClient {
             addr: addr.to_owned(),
             message: format!("encode: {e}"),
         })?;
+        if let Some(method) = channel_method(path) {
+            match self.channels.call(addr, method, &body, timeout).await {
+                Ok(bytes) => return decode(addr, &bytes),
+                // An older peer: ask it over HTTP.
+                Err(ChannelError::NotOffered) => {}
+                Err(e) => return Err(channel_failure(addr, e)),
+            }
+        }
         // Large bodies (a big transaction's entry) need time to travel and be stored; openraft
         // bounds AppendEntries by the heartbeat interval, which only fits small ones.
         let timeout = timeout + transfer_allowance(body.len());
@@ -102,10 +114,36 @@ impl PeerClient {
                 message: format!("HTTP {status}: {}", String::from_utf8_lossy(&bytes)),
             });
         }
-        postcard::from_bytes(&bytes).map_err(|e| PeerError::Failed {
-            addr: addr.to_owned(),
-            message: format!("decode: {e}"),
-        })
+        decode(addr, &bytes)
+    }
+}
+
+fn decode<Resp: DeserializeOwned>(addr: &str, bytes: &[u8]) -> Result<Resp, PeerError> {
+    postcard::from_bytes(bytes).map_err(|e| PeerError::Failed {
+        addr: addr.to_owned(),
+        message: format!("decode: {e}"),
+    })
+}
+
+/// The channel method that carries the RPC at `path`, if the channel carries it.
+fn channel_method(path: &str) -> Option<Method> {
+    match path {
+        paths::QUERY => Some(Method::Query),
+        paths::READ_INDEX => Some(Method::ReadIndex),
+        paths::HEALTH => Some(Method::Health),
+        _ => None,
+    }
+}
+
+fn channel_failure(addr: &str, e: ChannelError) -> PeerError {
+    let addr = addr.to_owned();
+    match e {
+        ChannelError::Unreachable(message) => PeerError::Unreachable { addr, message },
+        ChannelError::Timeout => PeerError::Timeout { addr },
+        other => PeerError::Failed {
+            addr,
+            message: other.to_string(),
+        },
     }
 }
 

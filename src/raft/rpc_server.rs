@@ -18,6 +18,7 @@ use tokio::io::AsyncWriteExt;
 use crate::dispatch::Dispatcher;
 use crate::dispatch::error::RequestError;
 use crate::dispatch::transaction::TxnRequest;
+use crate::raft::channel::{self, Method};
 use crate::raft::membership::{self, MembershipRequest};
 use crate::raft::network::paths;
 use crate::raft::state_machine::{Snapshot, SnapshotFile};
@@ -34,6 +35,8 @@ const MAX_SNAPSHOT_HEADER_BYTES: usize = 1024 * 1024;
 pub struct RpcState {
     pub dispatcher: Dispatcher,
     pub snapshot_dir: std::path::PathBuf,
+    /// Turns true when the node stops: open channels close.
+    pub stop: tokio::sync::watch::Receiver<bool>,
 }
 
 pub fn router(state: RpcState) -> Router {
@@ -49,6 +52,7 @@ pub fn router(state: RpcState) -> Router {
         .route(paths::HEALTH, post(health))
         .route(paths::TRANSACTION, post(transaction))
         .route(paths::MEMBERSHIP, post(membership_change))
+        .route(channel::PATH, post(open_channel))
         .layer(DefaultBodyLimit::max(MAX_RPC_BYTES))
         .with_state(state)
 }
@@ -139,29 +143,13 @@ async fn execute(State(s): State<RpcState>, body: Bytes) -> Response {
 /// A read another node's balancer sent here: served from this node's data once it has
 /// applied the index the read needs.
 async fn query(State(s): State<RpcState>, body: Bytes) -> Response {
-    let request: crate::dispatch::RemoteRead = match decode(&body) {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(request.wait_ms);
-    let answer = s
-        .dispatcher
-        .serve_read(request.statement, request.needed, deadline)
-        .await;
-    encode(&answer)
+    answer_http(serve_method(&s.dispatcher, Method::Query, &body).await)
 }
 
 /// A health probe: answered with this node's applied index, load, and whether it leads with
 /// a live lease.
 async fn health(State(s): State<RpcState>) -> Response {
-    // Whether it leads first: an index read after a positive answer is at least as new.
-    let leading = s.dispatcher.leads_with_lease();
-    let applied = s.dispatcher.engine.applied_index();
-    encode(&crate::dispatch::load::HealthReport {
-        applied,
-        load: s.dispatcher.local_load.report(),
-        leading,
-    })
+    answer_http(serve_method(&s.dispatcher, Method::Health, &[]).await)
 }
 
 /// A step of an explicit transaction forwarded by the node its session is connected to.
@@ -179,8 +167,91 @@ async fn transaction(State(s): State<RpcState>, body: Bytes) -> Response {
 }
 
 async fn read_index(State(s): State<RpcState>) -> Response {
-    let deadline = std::time::Instant::now() + s.dispatcher.timeouts.read;
-    encode(&s.dispatcher.local_read_index(deadline).await)
+    answer_http(serve_method(&s.dispatcher, Method::ReadIndex, &[]).await)
+}
+
+/// Serves one of the RPCs the channel carries (also reachable one per HTTP request): the
+/// encoded answer, or why the request could not be decoded.
+async fn serve_method(
+    dispatcher: &Dispatcher,
+    method: Method,
+    body: &[u8],
+) -> Result<Vec<u8>, BadRpc> {
+    let encoded = match method {
+        Method::Query => {
+            let request: crate::dispatch::RemoteRead = decode(body)?;
+            let deadline =
+                std::time::Instant::now() + std::time::Duration::from_millis(request.wait_ms);
+            let answer = dispatcher
+                .serve_read(request.statement, request.needed, deadline)
+                .await;
+            postcard::to_stdvec(&answer)
+        }
+        Method::ReadIndex => {
+            let deadline = std::time::Instant::now() + dispatcher.timeouts.read;
+            postcard::to_stdvec(&dispatcher.local_read_index(deadline).await)
+        }
+        Method::Health => {
+            // Whether it leads first: an index read after a positive answer is at least as new.
+            let leading = dispatcher.leads_with_lease();
+            let applied = dispatcher.engine.applied_index();
+            postcard::to_stdvec(&crate::dispatch::load::HealthReport {
+                applied,
+                load: dispatcher.local_load.report(),
+                leading,
+            })
+        }
+    };
+    encoded.map_err(|e| BadRpc(format!("encode: {e}")))
+}
+
+fn answer_http(answer: Result<Vec<u8>, BadRpc>) -> Response {
+    match answer {
+        Ok(bytes) => bytes.into_response(),
+        Err(bad) => bad.into_response(),
+    }
+}
+
+/// Opens a node-to-node channel (`raft::channel`): answers the upgrade, then serves the
+/// channel's requests on the upgraded connection until the peer closes it or the node stops.
+async fn open_channel(State(s): State<RpcState>, mut request: axum::extract::Request) -> Response {
+    use axum::http::header::{CONNECTION, UPGRADE};
+    let asks_for_channel = request
+        .headers()
+        .get(UPGRADE)
+        .is_some_and(|protocol| protocol.as_bytes() == channel::PROTOCOL.as_bytes());
+    let Some(on_upgrade) = request
+        .extensions_mut()
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .filter(|_| asks_for_channel)
+    else {
+        return BadRpc(format!("expected an upgrade to {}", channel::PROTOCOL)).into_response();
+    };
+    tokio::spawn(async move {
+        let upgraded = match on_upgrade.await {
+            Ok(upgraded) => upgraded,
+            Err(e) => {
+                tracing::debug!("node-to-node channel upgrade failed: {e}");
+                return;
+            }
+        };
+        let dispatcher = s.dispatcher.clone();
+        let serve = move |method, body: Bytes| {
+            let dispatcher = dispatcher.clone();
+            async move {
+                serve_method(&dispatcher, method, &body)
+                    .await
+                    .map_err(|bad| bad.0)
+            }
+        };
+        channel::serve(hyper_util::rt::TokioIo::new(upgraded), serve, s.stop).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(CONNECTION, "upgrade")
+        .header(UPGRADE, channel::PROTOCOL)
+        .body(Body::empty())
+        .unwrap_or_else(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response())
 }
 
 async fn membership_change(State(s): State<RpcState>, body: Bytes) -> Response {

@@ -1,5 +1,6 @@
 //! The node-to-node channel: one long-lived connection per peer that carries many small
-//! application RPCs at once — remote reads, read index requests, health probes — multiplexed
+//! application RPCs at once — remote reads, read index requests, health probes, forwarded
+//! writes and transaction steps of up to [`MAX_CHANNEL_REQUEST_BYTES`] — multiplexed
 //! by request id and written in batches, so that concurrent reads share system calls and
 //! buffers instead of paying a whole HTTP exchange each (on loopback, the HTTP client's
 //! request building and its per-request socket writes cost more than the point read itself).
@@ -32,6 +33,9 @@ pub const PATH: &str = "/internal/channel";
 pub const PROTOCOL: &str = "phalanx-channel/1";
 /// Largest frame either side accepts (a remote read's rows can be large).
 const MAX_FRAME_BYTES: usize = 256 * 1024 * 1024;
+/// Larger requests (a big forwarded write) travel over per-request HTTP, so that they do not
+/// hold up the small ones behind them.
+pub const MAX_CHANNEL_REQUEST_BYTES: usize = 64 * 1024;
 /// A writer stops gathering queued frames into one write past this many bytes.
 const MAX_WRITE_BYTES: usize = 256 * 1024;
 /// How long opening a channel (TCP connect and the upgrade exchange) may take.
@@ -53,6 +57,10 @@ pub enum Method {
     ReadIndex = 2,
     /// `()` → `dispatch::load::HealthReport`.
     Health = 3,
+    /// A forwarded write, `Vec<Statement>` → `Result<WriteOutcome, RequestError>`.
+    Execute = 4,
+    /// A step of a forwarded explicit transaction, `TxnRequest` → its answer.
+    Transaction = 5,
 }
 
 impl Method {
@@ -61,6 +69,8 @@ impl Method {
             1 => Some(Method::Query),
             2 => Some(Method::ReadIndex),
             3 => Some(Method::Health),
+            4 => Some(Method::Execute),
+            5 => Some(Method::Transaction),
             _ => None,
         }
     }

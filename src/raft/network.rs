@@ -22,7 +22,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::io::ReaderStream;
 
-use crate::raft::channel::{ChannelError, Channels, Method};
+use crate::raft::channel::{ChannelError, Channels, MAX_CHANNEL_REQUEST_BYTES, Method};
 use crate::raft::state_machine::{Snapshot, SnapshotFile};
 use crate::raft::types::{NodeAddr, NodeId, TypeConfig, Vote};
 
@@ -87,7 +87,9 @@ impl PeerClient {
             addr: addr.to_owned(),
             message: format!("encode: {e}"),
         })?;
-        if let Some(method) = channel_method(path) {
+        if let Some(method) = channel_method(path)
+            && body.len() <= MAX_CHANNEL_REQUEST_BYTES
+        {
             match self.channels.call(addr, method, &body, timeout).await {
                 Ok(bytes) => return decode(addr, &bytes),
                 // An older peer: ask it over HTTP.
@@ -131,6 +133,8 @@ fn channel_method(path: &str) -> Option<Method> {
         paths::QUERY => Some(Method::Query),
         paths::READ_INDEX => Some(Method::ReadIndex),
         paths::HEALTH => Some(Method::Health),
+        paths::EXECUTE => Some(Method::Execute),
+        paths::TRANSACTION => Some(Method::Transaction),
         _ => None,
     }
 }

@@ -127,17 +127,7 @@ async fn transfer_leader(State(s): State<RpcState>, body: Bytes) -> Response {
 /// A write forwarded by a follower. Runs only if this node leads: a forward is never
 /// forwarded again, so a stale leader view cannot make requests loop.
 async fn execute(State(s): State<RpcState>, body: Bytes) -> Response {
-    let statements: Vec<Statement> = match decode(&body) {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    let answer = match s.dispatcher.raft.as_leader() {
-        Ok(_) => s.dispatcher.pipeline.submit(statements).await,
-        Err(f) => Err(RequestError::NotLeader {
-            leader: f.leader_id,
-        }),
-    };
-    encode(&answer)
+    answer_http(serve_method(&s.dispatcher, Method::Execute, &body).await)
 }
 
 /// A read another node's balancer sent here: served from this node's data once it has
@@ -154,16 +144,7 @@ async fn health(State(s): State<RpcState>) -> Response {
 
 /// A step of an explicit transaction forwarded by the node its session is connected to.
 async fn transaction(State(s): State<RpcState>, body: Bytes) -> Response {
-    let request: TxnRequest = match decode(&body) {
-        Ok(v) => v,
-        Err(r) => return r.into_response(),
-    };
-    let deadline = std::time::Instant::now() + s.dispatcher.timeouts.write;
-    encode(
-        &s.dispatcher
-            .local_transaction(request.id, request.step, deadline)
-            .await,
-    )
+    answer_http(serve_method(&s.dispatcher, Method::Transaction, &body).await)
 }
 
 async fn read_index(State(s): State<RpcState>) -> Response {
@@ -184,6 +165,24 @@ async fn serve_method(
                 std::time::Instant::now() + std::time::Duration::from_millis(request.wait_ms);
             let answer = dispatcher
                 .serve_read(request.statement, request.needed, deadline)
+                .await;
+            postcard::to_stdvec(&answer)
+        }
+        Method::Execute => {
+            let statements: Vec<Statement> = decode(body)?;
+            let answer = match dispatcher.raft.as_leader() {
+                Ok(_) => dispatcher.pipeline.submit(statements).await,
+                Err(f) => Err(RequestError::NotLeader {
+                    leader: f.leader_id,
+                }),
+            };
+            postcard::to_stdvec(&answer)
+        }
+        Method::Transaction => {
+            let request: TxnRequest = decode(body)?;
+            let deadline = std::time::Instant::now() + dispatcher.timeouts.write;
+            let answer = dispatcher
+                .local_transaction(request.id, request.step, deadline)
                 .await;
             postcard::to_stdvec(&answer)
         }

@@ -59,7 +59,7 @@ async fn psql_describes_the_schema_through_a_follower() {
             "==d accounts",
             "Table \"public.accounts\"",
             "Column|Type|Collation|Nullable|Default",
-            "id|integer||not null|",
+            "id|integer||not null|nextval('accounts_id_seq'::regclass)",
             "name|text||not null|",
             "balance|numeric(10,2)|||0",
             "created|timestamp with time zone|||now()",

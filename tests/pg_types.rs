@@ -306,6 +306,39 @@ async fn bigint_keys_are_int8_rowid_aliases() {
         ]
         .map(|r| r.map(|s| Some(s.to_owned())))
     );
+    // A SERIAL's default is its sequence's next value, as PostgreSQL shows it (what psql's \d
+    // prints and ORMs take as "autoincrement"); an identity or plain key has none.
+    assert_eq!(
+        text_rows(
+            &client,
+            "SELECT c.relname, pg_catalog.pg_get_expr(d.adbin, d.adrelid, true) \
+             FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_class c ON c.oid = d.adrelid \
+             ORDER BY c.relname"
+        )
+        .await,
+        [
+            ["serial2", "nextval('serial2_id_seq'::regclass)"],
+            ["serial4", "nextval('serial4_id_seq'::regclass)"],
+            ["serial8", "nextval('serial8_id_seq'::regclass)"],
+        ]
+        .map(|r| r.map(|s| Some(s.to_owned())))
+    );
+    assert_eq!(
+        text_rows(
+            &client,
+            "SELECT table_name, column_default FROM information_schema.columns \
+             WHERE column_name = 'id' AND table_name IN ('serial4', 'identity8') \
+             ORDER BY table_name"
+        )
+        .await,
+        [
+            [Some("identity8".to_owned()), None],
+            [
+                Some("serial4".to_owned()),
+                Some("nextval('serial4_id_seq'::regclass)".to_owned())
+            ],
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

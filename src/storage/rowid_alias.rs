@@ -27,18 +27,32 @@ use sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
 const MARKER: &str = "phalanx:";
 
 /// How a rowid alias of PostgreSQL type `declared` (the translator's `BIGINT`, `SMALLINT`,
-/// `INTEGER`) is declared in SQLite.
-pub fn declaration(declared: &str) -> String {
-    match declared {
-        "BIGINT" => format!("INTEGER /* {MARKER}int8 */"),
-        "SMALLINT" => format!("INTEGER /* {MARKER}int2 */"),
-        _ => "INTEGER".to_owned(),
-    }
+/// `INTEGER`) is declared in SQLite; `serial` for a `SERIAL`-family column, whose catalog
+/// default is then `nextval('<table>_<column>_seq'::regclass)` as in PostgreSQL.
+pub fn declaration(declared: &str, serial: bool) -> String {
+    let ty = match declared {
+        "BIGINT" => "int8",
+        "SMALLINT" => "int2",
+        _ if serial => "int4",
+        // A plain integer key needs no marker: SQLite's declared type already says it.
+        _ => return "INTEGER".to_owned(),
+    };
+    let suffix = if serial { " serial" } else { "" };
+    format!("INTEGER /* {MARKER}{ty}{suffix} */")
 }
 
-/// The marked column of a `CREATE TABLE` text and the type it was declared with (`BIGINT`
-/// or `SMALLINT`), if the text has a marker.
-pub fn marked_column(create_sql: &str) -> Option<(String, &'static str)> {
+/// A marked rowid alias read back from its table's `CREATE TABLE` text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marked {
+    pub column: String,
+    /// The PostgreSQL declared type: `BIGINT`, `SMALLINT` or `INTEGER`.
+    pub declared: &'static str,
+    /// Declared `SERIAL`, `BIGSERIAL` or `SMALLSERIAL`.
+    pub serial: bool,
+}
+
+/// The marked column of a `CREATE TABLE` text, if the text has a marker.
+pub fn marked_column(create_sql: &str) -> Option<Marked> {
     // Most tables have none: skip the tokenizer for them.
     if !create_sql.contains(MARKER) {
         return None;
@@ -59,12 +73,22 @@ pub fn marked_column(create_sql: &str) -> Option<(String, &'static str)> {
             Token::RParen => depth = depth.saturating_sub(1),
             Token::Comma if depth == 1 => at_definition_start = true,
             Token::Whitespace(Whitespace::MultiLineComment(comment)) if depth == 1 => {
-                let declared = match comment.trim().strip_prefix(MARKER) {
+                let Some(marker) = comment.trim().strip_prefix(MARKER) else {
+                    continue;
+                };
+                let mut words = marker.split_whitespace();
+                let declared = match words.next() {
                     Some("int8") => "BIGINT",
                     Some("int2") => "SMALLINT",
+                    Some("int4") => "INTEGER",
                     _ => continue,
                 };
-                return Some((column?, declared));
+                let serial = words.next() == Some("serial");
+                return Some(Marked {
+                    column: column?,
+                    declared,
+                    serial,
+                });
             }
             Token::Whitespace(_) => {}
             Token::Word(word) if at_definition_start => {
@@ -99,8 +123,11 @@ pub fn postgres_declared(
         .ok()
         .flatten()
         .flatten()?;
-    let (marked, declared) = marked_column(&create)?;
-    marked.eq_ignore_ascii_case(column).then_some(declared)
+    let marked = marked_column(&create)?;
+    marked
+        .column
+        .eq_ignore_ascii_case(column)
+        .then_some(marked.declared)
 }
 
 /// Each result column's declared type as PostgreSQL readers should see it (`None` for an
@@ -135,18 +162,37 @@ mod tests {
 
     #[test]
     fn the_marker_names_its_column_and_type() {
+        let marked = |column: &str, declared, serial| {
+            Some(Marked {
+                column: column.to_owned(),
+                declared,
+                serial,
+            })
+        };
         assert_eq!(
             marked_column(
                 "CREATE TABLE t (\"Id\" INTEGER /* phalanx:int8 */ PRIMARY KEY NOT NULL, b TEXT)"
             ),
-            Some(("Id".to_owned(), "BIGINT"))
+            marked("Id", "BIGINT", false)
         );
         assert_eq!(
             marked_column(
                 "CREATE TABLE t (a NUMERIC(10, 2), n INTEGER /* phalanx:int2 */ PRIMARY KEY)"
             ),
-            Some(("n".to_owned(), "SMALLINT"))
+            marked("n", "SMALLINT", false)
         );
+        for (declared, serial) in [("BIGINT", true), ("INTEGER", true), ("SMALLINT", false)] {
+            let create = format!(
+                "CREATE TABLE t (k {} PRIMARY KEY, v TEXT)",
+                declaration(declared, serial)
+            );
+            assert_eq!(
+                marked_column(&create),
+                marked("k", declared, serial),
+                "{create}"
+            );
+        }
+        assert_eq!(declaration("INTEGER", false), "INTEGER");
         // A string that looks like the marker is not one.
         assert_eq!(
             marked_column(
@@ -169,7 +215,7 @@ mod tests {
              ALTER TABLE t ADD COLUMN w INTEGER; \
              CREATE VIEW v AS SELECT key, w FROM t; \
              INSERT INTO t (v) VALUES ('a'), ('b');",
-            declaration("BIGINT")
+            declaration("BIGINT", false)
         ))
         .expect("schema");
         let (declared, key): (String, i64) = conn

@@ -184,6 +184,12 @@ fn display_ident(name: &str) -> String {
     }
 }
 
+/// The default PostgreSQL gives a `SERIAL` column: the next value of its owned sequence.
+fn serial_default(table: &str, column: &str) -> String {
+    let sequence = display_ident(&format!("{table}_{column}_seq"));
+    format!("nextval('{}'::regclass)", sequence.replace('\'', "''"))
+}
+
 /// A default expression as PostgreSQL shows it: the translator's spelling of `now()` and
 /// `CURRENT_DATE` back to theirs.
 fn display_default(sqlite: &str) -> String {
@@ -611,16 +617,16 @@ fn relation_rows(
         .and_then(crate::storage::rowid_alias::marked_column);
     for (i, column) in columns.iter().enumerate() {
         let number = i as i64 + 1;
-        let declared_type = match &marked_alias {
-            Some((alias, postgres))
-                if column.pk > 0
-                    && alias.eq_ignore_ascii_case(&column.name)
-                    && column.declared.eq_ignore_ascii_case("INTEGER") =>
-            {
-                postgres
-            }
-            _ => column.declared.as_str(),
-        };
+        let marked = marked_alias.as_ref().filter(|marked| {
+            column.pk > 0
+                && marked.column.eq_ignore_ascii_case(&column.name)
+                && column.declared.eq_ignore_ascii_case("INTEGER")
+        });
+        let declared_type = marked.map_or(column.declared.as_str(), |marked| marked.declared);
+        // A SERIAL's default, as PostgreSQL shows it (SQLite numbers the rowid alias itself).
+        let serial_default = marked
+            .filter(|marked| marked.serial)
+            .map(|_| serial_default(name, &column.name));
         let (type_oid, typmod) = types::of_declared(declared_type);
         let ty = types::by_oid(i64::from(type_oid));
         let not_null = column.not_null || column.pk > 0;
@@ -636,7 +642,10 @@ fn relation_rows(
                 ("attnum", int(number)),
                 ("atttypmod", int(typmod.into())),
                 ("attnotnull", boolean(not_null)),
-                ("atthasdef", boolean(column.default.is_some())),
+                (
+                    "atthasdef",
+                    boolean(column.default.is_some() || serial_default.is_some()),
+                ),
                 ("attislocal", boolean(true)),
                 ("attalign", text("i")),
                 ("attstorage", text("x")),
@@ -650,7 +659,8 @@ fn relation_rows(
                 ),
             ],
         );
-        let shown_default = column.default.as_deref().map(display_default);
+        let shown_default =
+            serial_default.or_else(|| column.default.as_deref().map(display_default));
         if let Some(default) = &shown_default {
             rows.push(
                 "pg_catalog",

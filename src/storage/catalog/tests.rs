@@ -162,7 +162,7 @@ fn a_bigint_rowid_alias_reads_as_bigint_and_keeps_its_primary_key() {
     let conn = database();
     conn.execute_batch(&format!(
         "CREATE TABLE tickets (id {} PRIMARY KEY NOT NULL, seat INTEGER)",
-        crate::storage::rowid_alias::declaration("BIGINT")
+        crate::storage::rowid_alias::declaration("BIGINT", false)
     ))
     .expect("create");
     refresh(&conn, false).expect("refresh");

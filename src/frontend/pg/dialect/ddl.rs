@@ -231,7 +231,8 @@ pub fn create_table(mut table: CreateTable) -> Result<Vec<String>, TranslateErro
         if generated || bigint_key {
             // SQLite's rowid alias: exactly `INTEGER PRIMARY KEY`, the PostgreSQL type kept
             // in a comment (`storage::rowid_alias`).
-            column.data_type = declared_data_type(&rowid_alias::declaration(pg.declared()));
+            let serial = matches!(pg, PgType::Serial { .. });
+            column.data_type = declared_data_type(&rowid_alias::declaration(pg.declared(), serial));
             column.options.retain(|o| !is_identity(&o.option));
             if !column_key {
                 column.options.push(ColumnOptionDef {

@@ -250,7 +250,7 @@ fn ddl_translates() {
         (
             "CREATE TABLE t (id SERIAL PRIMARY KEY, name varchar(20) NOT NULL, at timestamptz DEFAULT now())",
             &[&format!(
-                "CREATE TABLE t (id INTEGER PRIMARY KEY, name VARCHAR(20) NOT NULL, at TIMESTAMPTZ DEFAULT ({NOW_SQL}))"
+                "CREATE TABLE t (id INTEGER /* phalanx:int4 serial */ PRIMARY KEY, name VARCHAR(20) NOT NULL, at TIMESTAMPTZ DEFAULT ({NOW_SQL}))"
             )],
         ),
         (
@@ -259,7 +259,7 @@ fn ddl_translates() {
         ),
         (
             "CREATE TABLE t (id smallserial PRIMARY KEY)",
-            &["CREATE TABLE t (id INTEGER /* phalanx:int2 */ PRIMARY KEY)"],
+            &["CREATE TABLE t (id INTEGER /* phalanx:int2 serial */ PRIMARY KEY)"],
         ),
         (
             "CREATE TABLE t (id int8, v text, PRIMARY KEY (id))",

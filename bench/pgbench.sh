@@ -69,7 +69,14 @@ for _ in $(seq 1 300); do [ -f "$RUN_DIR/cluster/cluster.json" ] && break; sleep
 leader_of() {
   curl -s "http://$(jq -r '.nodes[0].http' "$RUN_DIR/cluster/cluster.json")/v1/status" | jq -r '.leader'
 }
-LEADER=$(leader_of)
+# cluster.json is written once the nodes run; a leader may be elected a moment later.
+LEADER=null
+for _ in $(seq 1 100); do
+  LEADER=$(leader_of)
+  [ -n "$LEADER" ] && [ "$LEADER" != null ] && break
+  sleep 0.1
+done
+[ -n "$LEADER" ] && [ "$LEADER" != null ] || die "no leader within 10 s"
 pg_port() { jq -r ".nodes[] | select(.id == $1) | .pg" "$RUN_DIR/cluster/cluster.json" | cut -d: -f2; }
 LEADER_PORT=$(pg_port "$LEADER")
 FOLLOWER=$(jq -r ".nodes[] | select(.id != $LEADER) | .id" "$RUN_DIR/cluster/cluster.json" | head -1)

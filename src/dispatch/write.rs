@@ -33,6 +33,8 @@
 //! until it commits (proposed like a batch), rolls back, or stays idle longer than
 //! `txn_idle_timeout` (rolled back, so one forgotten session cannot stall every writer).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::errors::ClientWriteError;
@@ -105,13 +107,42 @@ enum Job {
 #[derive(Clone)]
 pub struct WritePipeline {
     queue: mpsc::Sender<Job>,
+    counters: Arc<Counters>,
+}
+
+/// How the pipeline has grouped its work since the node started.
+#[derive(Debug, Default)]
+struct Counters {
+    groups: AtomicU64,
+    groups_behind: AtomicU64,
+    entries: AtomicU64,
+}
+
+/// A snapshot of [`Counters`], for status and metrics.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct PipelineStats {
+    /// Groups executed and proposed.
+    pub groups: u64,
+    /// Of those, groups executed while the group ahead of them was committing.
+    pub groups_behind: u64,
+    /// Raft entries proposed.
+    pub entries: u64,
 }
 
 impl WritePipeline {
     pub fn start(raft: Raft, engine: Engine, settings: PipelineSettings) -> WritePipeline {
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(run(raft, engine, settings, rx));
-        WritePipeline { queue }
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run(raft, engine, settings, rx, counters.clone()));
+        WritePipeline { queue, counters }
+    }
+
+    pub fn stats(&self) -> PipelineStats {
+        PipelineStats {
+            groups: self.counters.groups.load(Ordering::Relaxed),
+            groups_behind: self.counters.groups_behind.load(Ordering::Relaxed),
+            entries: self.counters.entries.load(Ordering::Relaxed),
+        }
     }
 
     /// Executes one transaction on this node, which must be the leader.
@@ -154,7 +185,13 @@ fn stopped() -> RequestError {
     RequestError::Unavailable("write pipeline stopped".into())
 }
 
-async fn run(raft: Raft, engine: Engine, settings: PipelineSettings, mut rx: mpsc::Receiver<Job>) {
+async fn run(
+    raft: Raft,
+    engine: Engine,
+    settings: PipelineSettings,
+    mut rx: mpsc::Receiver<Job>,
+    counters: Arc<Counters>,
+) {
     let mut unresolved: Option<Unresolved> = None;
     let mut stash: Option<Job> = None;
     loop {
@@ -178,7 +215,7 @@ async fn run(raft: Raft, engine: Engine, settings: PipelineSettings, mut rx: mps
             }
         };
         let group = form_group(&raft, &engine, settings, first, &mut rx, &mut stash).await;
-        let mut ahead = propose(&raft, &engine, settings, group).await;
+        let mut ahead = propose(&raft, &engine, settings, group, &counters).await;
         // While its entries commit the writer is free: jobs that queue meanwhile form a second
         // group on top of the first's (uncommitted) effects, proposed right behind it.
         let next = match stash.take() {
@@ -193,7 +230,8 @@ async fn run(raft: Raft, engine: Engine, settings: PipelineSettings, mut rx: mps
         let behind = match next {
             Some(job) if still_leading => {
                 let group = form_group(&raft, &engine, settings, job, &mut rx, &mut stash).await;
-                Some(propose(&raft, &engine, settings, group).await)
+                counters.groups_behind.fetch_add(1, Ordering::Relaxed);
+                Some(propose(&raft, &engine, settings, group, &counters).await)
             }
             Some(job) => {
                 stash = Some(job); // the next turn checks leadership again
@@ -557,10 +595,13 @@ async fn propose(
     engine: &Engine,
     settings: PipelineSettings,
     mut group: Group,
+    counters: &Counters,
 ) -> Proposed {
     let visible = engine.applied_index();
     let commands = std::mem::take(&mut group.commands);
     let count = commands.len();
+    counters.groups.fetch_add(1, Ordering::Relaxed);
+    counters.entries.fetch_add(count as u64, Ordering::Relaxed);
     let submitted = if count == 0 {
         None
     } else {

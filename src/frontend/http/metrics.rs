@@ -68,6 +68,28 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
         "fsyncs of the Raft log.",
         &one(log.segment_syncs as f64),
     );
+    let pipeline = d.pipeline.stats();
+    family(
+        &mut out,
+        "phalanx_write_groups_total",
+        "counter",
+        "Groups of writes the leader executed and proposed together.",
+        &one(pipeline.groups as f64),
+    );
+    family(
+        &mut out,
+        "phalanx_write_groups_behind_total",
+        "counter",
+        "Write groups executed while the group ahead of them was committing.",
+        &one(pipeline.groups_behind as f64),
+    );
+    family(
+        &mut out,
+        "phalanx_write_entries_total",
+        "counter",
+        "Raft entries the leader's write pipeline proposed.",
+        &one(pipeline.entries as f64),
+    );
     family(
         &mut out,
         "phalanx_raft_log_bytes_written_total",

@@ -120,6 +120,9 @@ fn local_status(state: &HttpState) -> Value {
             "segments_deleted": log.segments_deleted,
             "healthy": state.log.writer_failure().is_none(),
         },
+        // The leader's write pipeline (`dispatch::write`): groups proposed, and how many of them
+        // ran while the group ahead of them was committing.
+        "write_pipeline": d.pipeline.stats(),
         "ids": {
             "datacenter": id_settings.datacenter,
             "worker": id_settings.worker,

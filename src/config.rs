@@ -91,6 +91,16 @@ pub struct NodeConfig {
     pub dispatcher_scheduler: String,
     /// Read weights per node, `ID=WEIGHT,...` (0 drains a node); unlisted nodes weigh 1.
     pub dispatcher_weights: String,
+    /// Where locality and hashing schedulers take a read's key: `first_table`, `client_addr`,
+    /// `session`, `rule_key`; empty for the scheduler's own default.
+    pub dispatcher_key_source: String,
+    /// Effective read weights follow the load each node reports (in-flight reads, CPU, p99).
+    pub dispatcher_dynamic_weights: bool,
+    /// Tags per node id, which routing rules name (`[dispatcher_tags]`, `3 = ["reporting"]`).
+    pub dispatcher_tags: BTreeMap<String, Vec<String>>,
+    /// Routing rules, first match wins (`[[dispatcher_rules]]`). Like every dispatcher setting
+    /// here, they hold until `PUT /v1/dispatcher` stores replicated settings, which then win.
+    pub dispatcher_rules: Vec<crate::dispatch::routing::RoutingRule>,
     /// Health probes between nodes: every this many milliseconds ...
     pub health_interval_ms: u64,
     /// ... a node leaves the read pool after this many failures in a row ...
@@ -163,6 +173,10 @@ impl Default for NodeConfig {
             pg_users: Vec::new(),
             dispatcher_scheduler: "wlc".into(),
             dispatcher_weights: String::new(),
+            dispatcher_key_source: String::new(),
+            dispatcher_dynamic_weights: false,
+            dispatcher_tags: BTreeMap::new(),
+            dispatcher_rules: Vec::new(),
             health_interval_ms: 200,
             health_fall: 3,
             health_rise: 2,
@@ -499,6 +513,59 @@ mod file_tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("phalanx.example.toml");
         let config = NodeConfig::load(Some(&path), serde_json::json!({})).expect("example parses");
         assert_eq!(config, NodeConfig::default());
+    }
+
+    /// Routing rules, tags, the key source and dynamic weights come from the file too.
+    #[test]
+    fn dispatcher_rules_and_tags_load_from_the_file() {
+        use crate::dispatch::routing::RuleTarget;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            r#"
+dispatcher_scheduler = "sh"
+dispatcher_key_source = "rule_key"
+dispatcher_dynamic_weights = true
+[dispatcher_tags]
+3 = ["reporting"]
+[[dispatcher_rules]]
+name = "reports"
+sql = '(?i)customer_id = (\d+)'
+target = { tag = "reporting" }
+[[dispatcher_rules]]
+name = "fresh"
+application_name = "billing"
+target = "leader"
+"#,
+        )
+        .expect("write");
+        let config = NodeConfig::load(Some(&path), serde_json::json!({})).expect("loads");
+        assert_eq!(config.dispatcher_key_source, "rule_key");
+        assert!(config.dispatcher_dynamic_weights);
+        assert_eq!(config.dispatcher_tags["3"], vec!["reporting".to_owned()]);
+        let targets: Vec<_> = config
+            .dispatcher_rules
+            .iter()
+            .map(|r| r.target.clone())
+            .collect();
+        assert_eq!(
+            targets,
+            vec![RuleTarget::Tag("reporting".into()), RuleTarget::Leader]
+        );
+        assert_eq!(
+            config.dispatcher_rules[0].sql.as_deref(),
+            Some("(?i)customer_id = (\\d+)")
+        );
+        std::fs::write(
+            &path,
+            "[[dispatcher_rules]]\nname = \"x\"\ntarget = \"leader\"\ncolour = 1\n",
+        )
+        .expect("write");
+        assert!(
+            NodeConfig::load(Some(&path), serde_json::json!({})).is_err(),
+            "a rule with an unknown key is refused"
+        );
     }
 
     /// Flags win over the file.

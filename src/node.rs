@@ -454,9 +454,79 @@ async fn register_addresses(d: Dispatcher, addr: NodeAddr, mut stop: watch::Rece
 
 /// The read balancer's settings from the node's configuration.
 fn balancer_settings(config: &NodeConfig) -> Result<BalancerSettings, BalancerError> {
+    let key_source = match config.dispatcher_key_source.trim() {
+        "" => None,
+        name => Some(name.parse()?),
+    };
+    let mut tags = std::collections::BTreeMap::new();
+    for (node, node_tags) in &config.dispatcher_tags {
+        let id: crate::raft::types::NodeId = node
+            .trim()
+            .parse()
+            .map_err(|_| BalancerError::TagNode { text: node.clone() })?;
+        tags.insert(id, node_tags.iter().cloned().collect());
+    }
+    // As the API checks it: without a rule to give reads a key, `rule_key` hashes nothing.
+    let rules = crate::dispatch::routing::compile(&config.dispatcher_rules, &tags)?;
+    if key_source == Some(crate::dispatch::scheduler::HashKeySource::RuleKey)
+        && !rules.iter().any(|r| r.has_key())
+    {
+        return Err(BalancerError::RuleKeyWithoutRule);
+    }
     Ok(BalancerSettings {
         scheduler: config.dispatcher_scheduler.trim().parse()?,
         weights: parse_weights(&config.dispatcher_weights)?,
+        key_source,
+        tags,
+        rules: config.dispatcher_rules.clone(),
+        dynamic_weights: config.dispatcher_dynamic_weights,
         ..BalancerSettings::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dispatch::routing::{RoutingRule, RuleTarget};
+    use crate::dispatch::scheduler::HashKeySource;
+
+    fn rule(sql: &str) -> RoutingRule {
+        RoutingRule {
+            name: "r".into(),
+            sql: Some(sql.into()),
+            tables: Vec::new(),
+            user: None,
+            application_name: None,
+            target: RuleTarget::Tag("reporting".into()),
+        }
+    }
+
+    #[test]
+    fn the_configured_dispatcher_settings_are_checked_like_the_api_checks_them() {
+        let mut config = NodeConfig {
+            dispatcher_key_source: "rule_key".into(),
+            dispatcher_tags: [("3".to_owned(), vec!["reporting".to_owned()])].into(),
+            dispatcher_rules: vec![rule("(?i)select")],
+            ..NodeConfig::default()
+        };
+        assert_eq!(
+            balancer_settings(&config),
+            Err(BalancerError::RuleKeyWithoutRule),
+            "a regex without a capture group gives no key"
+        );
+        config.dispatcher_rules = vec![rule("customer_id = (\\d+)")];
+        let settings = balancer_settings(&config).expect("valid");
+        assert_eq!(settings.key_source, Some(HashKeySource::RuleKey));
+        assert!(settings.tags[&3].contains("reporting"));
+        config.dispatcher_tags = [("three".to_owned(), vec!["reporting".to_owned()])].into();
+        assert!(matches!(
+            balancer_settings(&config),
+            Err(BalancerError::TagNode { .. })
+        ));
+        config.dispatcher_tags.clear();
+        assert!(
+            matches!(balancer_settings(&config), Err(BalancerError::Rule(_))),
+            "a rule naming a tag no node has is refused"
+        );
+    }
 }

@@ -386,22 +386,34 @@ async fn reads_on_any_node_see_every_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
-    let cluster = Cluster::start(3, &[]).await;
-    let (status, body) = cluster
-        .put(
-            0,
-            "/v1/dispatcher",
-            &serde_json::json!({
-                "scheduler": "rr",
-                "tags": {"3": ["reporting"]},
-                "rules": [{"name": "reports", "tables": ["report_daily"], "target": {"tag": "reporting"}}],
-                // Routing is under test, not health: a probe timing out on a loaded machine
-                // must not take node 3 out of the pool (the rule's reads would fail).
-                "health": {"fall": 1_000_000},
-            }),
-        )
-        .await;
-    assert_eq!(status, 200, "{body}");
+    // The rule, the tag and the scheduler come from the nodes' configuration file (the API
+    // path for rules is exercised by the rule_key test below).
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let config = config_dir.path().join("phalanx.toml");
+    std::fs::write(
+        &config,
+        r#"
+dispatcher_scheduler = "rr"
+# Routing is under test, not health: a probe timing out on a loaded machine must not take
+# node 3 out of the pool (the rule's reads would fail).
+health_fall = 1000000
+[dispatcher_tags]
+3 = ["reporting"]
+[[dispatcher_rules]]
+name = "reports"
+tables = ["report_daily"]
+target = { tag = "reporting" }
+"#,
+    )
+    .expect("write config");
+    let config = config.to_str().expect("utf-8 path");
+    let cluster = Cluster::start(3, &["--config", config]).await;
+    let body = cluster
+        .get(0, "/v1/dispatcher")
+        .await
+        .expect("dispatcher settings");
+    assert_eq!(body["rules"][0]["name"], "reports", "{body}");
+    assert_eq!(body["tags"]["3"][0], "reporting", "{body}");
     let client = cluster.pg_client(0).await;
     client
         .batch_execute(
@@ -442,6 +454,18 @@ async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
     assert_eq!(rule["bytes_in"].as_u64(), Some(100 * sql_len), "{rule}");
     assert_eq!(rule["bytes_out"].as_u64(), Some(100 * 8), "{rule}");
     assert!(rule["latency_p50_us"].as_u64().is_some(), "{rule}");
+    // Its request rates too: 100 reads in the last minute, from 100/60 per second up once the
+    // second they ended in is over (rates count whole seconds).
+    common::eventually(Duration::from_secs(3), "the rule's 60 s rate", || async {
+        let status = cluster.status(0).await.ok_or(Value::Null)?;
+        let rule = status["dispatcher"]["rules"][0].clone();
+        if rule["rate_60s"].as_f64().is_some_and(|r| r > 1.0) {
+            Ok(())
+        } else {
+            Err(rule)
+        }
+    })
+    .await;
     let metrics = metrics_text(&cluster, 0).await;
     let name = rule["name"].as_str().expect("rule name");
     let line = format!("phalanx_dispatch_rule_requests_total{{rule=\"{name}\"}} 100");
@@ -449,8 +473,6 @@ async fn a_routing_rule_sends_matching_reads_only_to_the_tagged_node() {
         metrics.lines().any(|l| l == line),
         "{line} missing in:\n{metrics}"
     );
-    // Its request rates too: 100 reads in the last minute, from 100/60 per second up.
-    assert!(rule["rate_60s"].as_f64().is_some_and(|r| r > 1.0), "{rule}");
     let rate_line =
         format!("phalanx_dispatch_rule_requests_per_second{{rule=\"{name}\",window=\"60s\"}} ");
     let rate = metrics

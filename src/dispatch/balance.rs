@@ -100,6 +100,12 @@ pub enum BalancerError {
     Rule(#[from] RuleError),
     #[error("invalid weights {text:?}: {reason} (expected ID=WEIGHT pairs, e.g. 1=3,2=2,3=1)")]
     Weights { text: String, reason: String },
+    #[error("invalid node id {text:?} in the dispatcher tags")]
+    TagNode { text: String },
+    #[error(
+        "key source rule_key needs a routing rule whose sql regex has a capture group (what it captures is the key)"
+    )]
+    RuleKeyWithoutRule,
 }
 
 /// Parses `1=3,2=2,3=1`.

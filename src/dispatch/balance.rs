@@ -49,22 +49,22 @@ pub struct BalancerSettings {
 }
 
 impl BalancerSettings {
-    /// The weight reads see: 0 when drained, else the configured one — scaled by the node's
-    /// reported load under dynamic weights.
+    /// The weight `scheduler` sees: 0 when drained, else the configured one — scaled by the
+    /// node's reported load under dynamic weights (`dispatch::load::dynamic_weight`).
     pub fn effective_weight(
         &self,
         node: NodeId,
         load: Option<&crate::dispatch::load::LoadReport>,
+        scheduler: SchedulerKind,
     ) -> u32 {
         if self.drained.contains(&node) {
             return 0;
         }
         let configured = self.configured_weight(node);
-        match load {
-            Some(load) if self.dynamic_weights => {
-                crate::dispatch::load::dynamic_weight(configured, load)
-            }
-            _ => configured,
+        if self.dynamic_weights {
+            crate::dispatch::load::dynamic_weight(configured, load, scheduler.weight_is_capacity())
+        } else {
+            configured
         }
     }
 
@@ -182,6 +182,8 @@ struct Counters {
     /// The last [`LATENCY_WINDOW`] latencies in microseconds, a ring.
     latencies: Vec<u64>,
     next_latency: usize,
+    /// The effective weight the node had at the last pick among candidates including it.
+    weight: Option<u32>,
 }
 
 /// How one read went, for the counters.
@@ -475,9 +477,13 @@ impl ReadBalancer {
         let state = &mut *guard;
         state.candidates.clear();
         let now = state.second();
+        let kind = scheduler.unwrap_or(state.settings.scheduler);
         for n in nodes {
             let counters = state.nodes.entry(n.node).or_default();
-            let weight = state.settings.effective_weight(n.node, n.load.as_ref());
+            let weight = state
+                .settings
+                .effective_weight(n.node, n.load.as_ref(), kind);
+            counters.weight = Some(weight);
             state.candidates.push(Candidate {
                 node: n.node,
                 weight,
@@ -530,7 +536,11 @@ impl ReadBalancer {
             .iter()
             .map(|(node, c)| NodeStats {
                 node: *node,
-                weight: state.settings.effective_weight(*node, None),
+                // The weight its last pick saw (with dynamic weights, from that moment's load).
+                weight: c.weight.unwrap_or_else(|| {
+                    let kind = state.settings.scheduler;
+                    state.settings.effective_weight(*node, None, kind)
+                }),
                 traffic: c.shown(now),
             })
             .collect()
@@ -567,6 +577,63 @@ mod tests {
                 load: None,
             })
             .collect()
+    }
+
+    fn loaded(node: NodeId, in_flight: u32) -> Eligible {
+        Eligible {
+            node,
+            eligible: true,
+            load: Some(crate::dispatch::load::LoadReport {
+                in_flight,
+                cpu_percent: 0.0,
+                p99_us: 0,
+            }),
+        }
+    }
+
+    #[test]
+    fn dynamic_weights_move_reads_away_from_loaded_nodes() {
+        let balancer = ReadBalancer::new(
+            BalancerSettings {
+                scheduler: SchedulerKind::Wrr,
+                dynamic_weights: true,
+                ..BalancerSettings::default()
+            },
+            7,
+        )
+        .expect("balancer");
+        // Node 2 reports 10 reads in flight (half its weight); node 3 has not reported yet and
+        // counts as idle.
+        let nodes = vec![loaded(1, 0), loaded(2, 10), all(&[3]).remove(0)];
+        let mut served = BTreeMap::<NodeId, u32>::new();
+        for _ in 0..500 {
+            let node = balancer.start(&nodes, None, None).expect("a node");
+            balancer.finish(node, None, traffic(10, 100));
+            *served.entry(node).or_default() += 1;
+        }
+        assert_eq!(served, BTreeMap::from([(1, 200), (2, 100), (3, 200)]));
+        let weights: Vec<u32> = balancer.stats().iter().map(|s| s.weight).collect();
+        assert_eq!(weights, [100, 50, 100], "stats show the effective weights");
+    }
+
+    #[test]
+    fn dynamic_weights_keep_overflow_capacities_in_requests() {
+        let balancer = ReadBalancer::new(
+            BalancerSettings {
+                scheduler: SchedulerKind::Ovf,
+                weights: parse_weights("1=2,2=1").expect("weights"),
+                dynamic_weights: true,
+                ..BalancerSettings::default()
+            },
+            7,
+        )
+        .expect("balancer");
+        let nodes = vec![loaded(1, 0), loaded(2, 0)];
+        // Node 1 takes two reads in flight, then the third spills to node 2.
+        let picks: Vec<NodeId> = (0..3)
+            .map(|_| balancer.start(&nodes, None, None).expect("a node"))
+            .collect();
+        assert_eq!(picks, [1, 1, 2]);
     }
 
     #[test]

@@ -36,19 +36,31 @@ pub struct LoadReport {
     pub p99_us: u64,
 }
 
-/// Effective weight under dynamic weights, in hundredths of the configured weight (so the
-/// ratios survive rounding): the configured weight scaled down by the reported load. An idle
-/// node keeps 100×; each read in flight, each 10% of a core and each millisecond of p99 cost
-/// the same share. Drained (0) stays 0; a loaded node never drops below 1.
-pub fn dynamic_weight(configured: u32, load: &LoadReport) -> u32 {
+/// Effective weight under dynamic weights: the configured weight scaled down by the reported
+/// load. Each read in flight, each 10% of a core and each millisecond of p99 cost the same
+/// share: the node keeps `1 / (1 + penalty / 10)` of its weight, in whole tenths (at least
+/// one), so small swings in load do not change the weight — hashing schedulers rebuild their
+/// tables when a weight changes. Drained (0) stays 0; a node with no report yet counts as idle.
+///
+/// For most schedulers weights are ratios, so the result is in hundredths of the configured
+/// weight (an idle weight-3 node weighs 300) to keep the ratios through rounding. For those
+/// that read a weight as a capacity in requests (`capacity`: ovf, lblc, lblcr) it stays in the
+/// configured unit, rounded, at least 1.
+pub fn dynamic_weight(configured: u32, load: Option<&LoadReport>, capacity: bool) -> u32 {
     if configured == 0 {
         return 0;
     }
-    let penalty = f64::from(load.in_flight)
-        + f64::from(load.cpu_percent.max(0.0)) / 10.0
-        + load.p99_us as f64 / 1000.0;
-    let weight = f64::from(configured) * 100.0 / (1.0 + penalty / 10.0);
-    (weight.round() as u32).max(1)
+    let penalty = load.map_or(0.0, |load| {
+        f64::from(load.in_flight)
+            + f64::from(load.cpu_percent.max(0.0)) / 10.0
+            + load.p99_us as f64 / 1000.0
+    });
+    let tenths = (10.0 / (1.0 + penalty / 10.0)).round().clamp(1.0, 10.0) as u32;
+    if capacity {
+        ((configured * tenths + 5) / 10).max(1)
+    } else {
+        configured.saturating_mul(10 * tenths)
+    }
 }
 
 /// This node's own load, measured by the read path.
@@ -140,15 +152,16 @@ mod tests {
     #[test]
     fn load_scales_weights_down_and_drained_stays_drained() {
         let idle = LoadReport::default();
-        assert_eq!(dynamic_weight(3, &idle), 300);
-        assert_eq!(dynamic_weight(0, &idle), 0);
+        assert_eq!(dynamic_weight(3, Some(&idle), false), 300);
+        assert_eq!(dynamic_weight(3, None, false), 300, "no report yet: idle");
+        assert_eq!(dynamic_weight(0, Some(&idle), false), 0);
         let busy = LoadReport {
             in_flight: 10,
             cpu_percent: 0.0,
             p99_us: 0,
         };
         assert_eq!(
-            dynamic_weight(3, &busy),
+            dynamic_weight(3, Some(&busy), false),
             150,
             "10 in flight halve the weight"
         );
@@ -158,16 +171,42 @@ mod tests {
             p99_us: 10_000,
         };
         assert_eq!(
-            dynamic_weight(2, &slow),
-            67,
-            "a core and 10 ms p99 cost two thirds"
+            dynamic_weight(2, Some(&slow), false),
+            60,
+            "a core and 10 ms p99 cost two thirds (in whole tenths)"
+        );
+        let a_little_busier = LoadReport {
+            in_flight: 1,
+            ..slow
+        };
+        assert_eq!(
+            dynamic_weight(2, Some(&a_little_busier), false),
+            60,
+            "a small swing keeps the weight"
         );
         let crushed = LoadReport {
             in_flight: 100_000,
             cpu_percent: 200.0,
             p99_us: u64::MAX / 2,
         };
-        assert_eq!(dynamic_weight(1, &crushed), 1, "never below 1");
+        assert_eq!(
+            dynamic_weight(1, Some(&crushed), false),
+            10,
+            "never below a tenth"
+        );
+    }
+
+    #[test]
+    fn capacity_weights_stay_in_requests() {
+        let busy = LoadReport {
+            in_flight: 10,
+            cpu_percent: 0.0,
+            p99_us: 0,
+        };
+        assert_eq!(dynamic_weight(8, None, true), 8);
+        assert_eq!(dynamic_weight(8, Some(&busy), true), 4, "half the capacity");
+        assert_eq!(dynamic_weight(1, Some(&busy), true), 1, "never below 1");
+        assert_eq!(dynamic_weight(0, Some(&busy), true), 0, "drained");
     }
 
     #[test]

@@ -357,7 +357,11 @@ mod tests {
         assert_eq!(next.weights, BTreeMap::from([(1, 3), (2, 2), (3, 1)]));
         assert_eq!(next.drained, BTreeSet::from([2]));
         assert_eq!((next.health.fall, next.health.rise), (5, 2));
-        assert_eq!(next.balancer().effective_weight(2, None), 0);
+        assert_eq!(
+            next.balancer()
+                .effective_weight(2, None, SchedulerKind::Wlc),
+            0
+        );
 
         for bad in [
             r#"{"scheduler":"fastest"}"#,

@@ -193,6 +193,14 @@ impl SchedulerKind {
         }
     }
 
+    /// Reads a weight as a capacity in requests in flight rather than as a ratio.
+    pub fn weight_is_capacity(self) -> bool {
+        matches!(
+            self,
+            SchedulerKind::Ovf | SchedulerKind::Lblc | SchedulerKind::Lblcr
+        )
+    }
+
     /// Reads the request's hash key (the others ignore it).
     pub fn uses_key(self) -> bool {
         matches!(

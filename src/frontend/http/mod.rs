@@ -284,7 +284,11 @@ fn dispatcher_view(state: &HttpState) -> Value {
             json!({
                 "node": node,
                 "configured_weight": balancer.configured_weight(node),
-                "effective_weight": balancer.effective_weight(node, d.health.load(node).as_ref()),
+                "effective_weight": balancer.effective_weight(
+                    node,
+                    d.health.load(node).as_ref(),
+                    balancer.scheduler,
+                ),
                 "load": d.health.load(node),
                 "drained": balancer.drained.contains(&node),
                 "healthy": d.health.is_healthy(node),

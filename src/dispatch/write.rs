@@ -1,31 +1,20 @@
 //! The leader's write pipeline: batches concurrent client transactions, executes them in the
 //! engine's open batch, proposes their effects to Raft together, and answers every client once
-//! Raft has committed its entry.
+//! the batch is committed and visible.
 //!
-//! Life of a batch (one task owns the loop; consecutive queued jobs form a *group* whose
-//! entries are proposed together, see [`form_group`] and [`propose`]):
+//! Life of a batch (one task owns the loop, so batches never overlap; consecutive queued jobs
+//! form a *group* whose entries are proposed together, see [`propose_group`]):
 //! 1. take every queued request, up to [`MAX_BATCH`];
 //! 2. check this node leads and has applied its own term's first entry (so no earlier leader's
 //!    entry can still be ahead of what it executes);
 //! 3. [`Engine::execute`] runs each request in a savepoint of the open transaction, with one
 //!    session recording the changes of all of them;
-//! 4. the group's effects become Raft entries (`Raft::client_write_many`): one log append, one
-//!    fsync, one replication round and one apply on each follower for the group;
-//! 5. while they commit, jobs that queued meanwhile form a second group *behind* it, executed
-//!    on top of the first group's effects in the same open SQLite transaction and proposed
-//!    right after it (so the writer does not sit idle for a whole commit);
-//! 6. when the entries are applied the engine commits the transaction (after the last pending
-//!    one: readers see both groups at once); if a proposal failed, the batch is rolled back
-//!    ([`Engine::abort_batch`]) keeping what Raft did commit — a group behind a failed one
-//!    fails with it;
-//! 7. each client gets its own result once its entry and every entry executed before it
-//!    committed, or `OutcomeUnknown` if one was lost to a leader change (or `NotLeader`,
-//!    retried elsewhere, if it was refused before being appended).
-//!
-//! A client is answered when Raft has committed and applied its entry; with a group behind it
-//! the leader's own readers see the write only when that group is applied too (a few ms
-//! later). Reads that must observe it wait for the index they need (`Engine::visible`), so no
-//! read misses an acknowledged write.
+//! 4. the batch's combined effects become one Raft entry (`Raft::client_write`): one log
+//!    append, one fsync, one replication round and one apply on each follower for the batch;
+//! 5. when the entry is applied the engine commits; if the proposal failed, the batch is
+//!    rolled back ([`Engine::abort_batch`]) keeping what Raft did commit;
+//! 6. each client gets its own result, or `OutcomeUnknown` if the entry was lost to a leader
+//!    change (or `NotLeader`, retried elsewhere, if it was refused before being appended).
 //!
 //! An interactive transaction (PostgreSQL `BEGIN ... COMMIT`) takes its turn in the same queue
 //! ([`WritePipeline::begin_transaction`]): when its turn comes the loop opens it in the engine
@@ -41,7 +30,7 @@ use openraft::errors::ClientWriteError;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::dispatch::error::RequestError;
-use crate::raft::types::{Command, LogIndex, Raft, TypeConfig};
+use crate::raft::types::{Command, LogIndex, Raft};
 use crate::storage::engine::{Engine, ExecutedBatch, TxnAnswer, TxnError, TxnStep};
 use crate::storage::error::SqlError;
 use crate::storage::request::{Statement, StatementResult};
@@ -114,17 +103,14 @@ pub struct WritePipeline {
 #[derive(Debug, Default)]
 struct Counters {
     groups: AtomicU64,
-    groups_behind: AtomicU64,
     entries: AtomicU64,
 }
 
 /// A snapshot of [`Counters`], for status and metrics.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
 pub struct PipelineStats {
-    /// Groups executed and proposed.
+    /// Groups executed and proposed together.
     pub groups: u64,
-    /// Of those, groups executed while the group ahead of them was committing.
-    pub groups_behind: u64,
     /// Raft entries proposed.
     pub entries: u64,
 }
@@ -140,7 +126,6 @@ impl WritePipeline {
     pub fn stats(&self) -> PipelineStats {
         PipelineStats {
             groups: self.counters.groups.load(Ordering::Relaxed),
-            groups_behind: self.counters.groups_behind.load(Ordering::Relaxed),
             entries: self.counters.entries.load(Ordering::Relaxed),
         }
     }
@@ -207,92 +192,57 @@ async fn run(
             wait_until_ready_to_lead(&raft, &engine, settings).await
         }
         .await;
-        let term = match ready {
-            Ok(term) => term,
-            Err(e) => {
-                refuse(first, &mut rx, &mut stash, e);
-                continue;
-            }
-        };
-        let group = form_group(&raft, &engine, settings, first, &mut rx, &mut stash).await;
-        let mut ahead = propose(&raft, &engine, settings, group, &counters).await;
-        // While its entries commit the writer is free: jobs that queue meanwhile form a second
-        // group on top of the first's (uncommitted) effects, proposed right behind it.
-        let next = match stash.take() {
-            Some(job) => Some(job),
-            None => tokio::select! {
-                biased;
-                () = ahead.decide() => None,
-                job = rx.recv() => job,
-            },
-        };
-        let still_leading = raft.as_leader().is_ok_and(|l| l.leader_id().term == term);
-        let behind = match next {
-            Some(job) if still_leading => {
-                let group = form_group(&raft, &engine, settings, job, &mut rx, &mut stash).await;
-                counters.groups_behind.fetch_add(1, Ordering::Relaxed);
-                Some(propose(&raft, &engine, settings, group, &counters).await)
-            }
-            Some(job) => {
-                stash = Some(job); // the next turn checks leadership again
-                None
-            }
-            None => None,
-        };
-        settle(&engine, &mut unresolved, ahead, behind).await;
-    }
-}
-
-/// Executes `first` and the jobs that follow it back to back in the engine's open batch, until
-/// the group is full, old, or an autocommit batch has run with no transaction queued behind it.
-async fn form_group(
-    raft: &Raft,
-    engine: &Engine,
-    settings: PipelineSettings,
-    first: Job,
-    rx: &mut mpsc::Receiver<Job>,
-    stash: &mut Option<Job>,
-) -> Group {
-    let started = tokio::time::Instant::now();
-    let mut group = Group::default();
-    let mut job = Some(first);
-    while let Some(next) = job.take() {
-        let transaction = matches!(next, Job::Transaction { .. });
-        match next {
-            Job::Write(statements, reply) => {
-                let mut requests = vec![(statements, reply)];
-                while requests.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(Job::Write(statements, reply)) => requests.push((statements, reply)),
-                        Ok(transaction) => {
-                            *stash = Some(transaction); // its turn comes next
-                            break;
+        if let Err(e) = ready {
+            refuse(first, &mut rx, &mut stash, e);
+            continue;
+        }
+        // Execute jobs back to back in the open batch while more are queued, then propose
+        // them together.
+        let started = tokio::time::Instant::now();
+        let mut group = Group::default();
+        let mut job = Some(first);
+        while let Some(next) = job.take() {
+            let transaction = matches!(next, Job::Transaction { .. });
+            match next {
+                Job::Write(statements, reply) => {
+                    let mut requests = vec![(statements, reply)];
+                    while requests.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(Job::Write(statements, reply)) => requests.push((statements, reply)),
+                            Ok(transaction) => {
+                                stash = Some(transaction); // its turn comes next
+                                break;
+                            }
+                            Err(_) => break,
                         }
-                        Err(_) => break,
                     }
+                    execute_batch(&engine, requests, &mut group).await;
                 }
-                execute_batch(engine, requests, &mut group).await;
+                Job::Transaction { steps, begun } => {
+                    run_transaction(&raft, &engine, settings, steps, begun, &mut group).await;
+                }
             }
-            Job::Transaction { steps, begun } => {
-                run_transaction(raft, engine, settings, steps, begun, &mut group).await;
+            if group.jobs >= MAX_GROUP_JOBS || started.elapsed() >= MAX_GROUP_AGE {
+                break;
             }
+            // A transaction holds the writer for its client's round trips: whatever queued
+            // meanwhile joins the group. Autocommit writes arriving behind a batch wait for the
+            // next group instead (they form its batch), so a stream of writes is not held back.
+            if stash.is_none() {
+                stash = rx.try_recv().ok();
+            }
+            let joins = transaction || matches!(stash, Some(Job::Transaction { .. }));
+            if !joins {
+                break;
+            }
+            job = stash.take();
         }
-        if group.jobs >= MAX_GROUP_JOBS || started.elapsed() >= MAX_GROUP_AGE {
-            break;
-        }
-        // A transaction holds the writer for its client's round trips: whatever queued
-        // meanwhile joins the group. Autocommit writes arriving behind a batch wait for the
-        // next group instead (they form its batch), so a stream of writes is not held back.
-        if stash.is_none() {
-            *stash = rx.try_recv().ok();
-        }
-        let joins = transaction || matches!(stash, Some(Job::Transaction { .. }));
-        if !joins {
-            break;
-        }
-        job = stash.take();
+        counters.groups.fetch_add(1, Ordering::Relaxed);
+        counters
+            .entries
+            .fetch_add(group.commands.len() as u64, Ordering::Relaxed);
+        propose_group(&raft, &engine, settings, &mut unresolved, group).await;
     }
-    group
 }
 
 /// Answers a job (and, for a write, the writes queued behind it) with `error`.
@@ -541,229 +491,98 @@ async fn abort(engine: &Engine, batch_ids: &[u64]) -> Result<(), RequestError> {
     Ok(())
 }
 
-/// Each entry's outcome, in proposal order: its log index, its error, or `None` while undecided.
-type Outcomes = Vec<Option<Result<LogIndex, RequestError>>>;
-
-/// What Raft made of a group's entries within the commit timeout.
-struct Decision {
-    outcomes: Outcomes,
-    /// Resolves to whether the entries still undecided at the timeout all committed.
-    deferred: Option<tokio::task::JoinHandle<bool>>,
-}
-
-/// A group handed to Raft, its decision still to come.
-struct Proposed {
-    batch_ids: Vec<u64>,
-    waiters: Vec<Waiter>,
-    /// The index a waiter whose job changed nothing reports (at least).
-    visible: LogIndex,
-    decision: tokio::task::JoinHandle<Decision>,
-    decided: Option<Decision>,
-}
-
-impl Proposed {
-    /// Waits for the decision; cancel-safe (it stays in `decided` once known).
-    async fn decide(&mut self) {
-        if self.decided.is_some() {
-            return;
-        }
-        let decision = (&mut self.decision).await.unwrap_or_else(|e| Decision {
-            outcomes: vec![Some(Err(RequestError::OutcomeUnknown(format!(
-                "commit watcher failed: {e}"
-            ))))],
-            deferred: None,
-        });
-        self.decided = Some(decision);
-    }
-
-    /// The decision, once [`Proposed::decide`] has returned.
-    fn take_decision(&mut self) -> Decision {
-        self.decided.take().unwrap_or_else(|| Decision {
-            outcomes: vec![Some(Err(RequestError::OutcomeUnknown(
-                "commit outcome lost".into(),
-            )))],
-            deferred: None,
-        })
-    }
-}
-
 /// Proposes a group's entries with one `client_write_many` — one append, one fsync, one
-/// replication round, one apply for all of them — and watches (bounded) for their commit in
-/// the background.
-async fn propose(
+/// replication round, one apply for all of them — waits (bounded) for them to commit, and
+/// answers every waiter. On failure the batch is rolled back (keeping what did commit).
+async fn propose_group(
     raft: &Raft,
     engine: &Engine,
     settings: PipelineSettings,
+    unresolved: &mut Option<Unresolved>,
     mut group: Group,
-    counters: &Counters,
-) -> Proposed {
+) {
     let visible = engine.applied_index();
-    let commands = std::mem::take(&mut group.commands);
-    let count = commands.len();
-    counters.groups.fetch_add(1, Ordering::Relaxed);
-    counters.entries.fetch_add(count as u64, Ordering::Relaxed);
-    let submitted = if count == 0 {
-        None
-    } else {
-        Some(raft.client_write_many(commands).await)
-    };
-    let deadline = tokio::time::Instant::now() + settings.commit_timeout;
-    let decision = tokio::spawn(async move {
-        match submitted {
-            None => Decision {
-                outcomes: Vec::new(),
-                deferred: None,
-            },
-            Some(Err(fatal)) => {
+    let mut outcomes: Vec<Option<Result<LogIndex, RequestError>>> =
+        vec![None; group.commands.len()];
+    let mut deferred = None;
+    if !group.commands.is_empty() {
+        match raft
+            .client_write_many(std::mem::take(&mut group.commands))
+            .await
+        {
+            Err(fatal) => {
                 let e = RequestError::OutcomeUnknown(fatal.to_string());
-                Decision {
-                    outcomes: vec![Some(Err(e)); count],
-                    deferred: None,
+                outcomes.iter_mut().for_each(|o| *o = Some(Err(e.clone())));
+            }
+            Ok(mut results) => {
+                let deadline = tokio::time::Instant::now() + settings.commit_timeout;
+                let mut i = 0;
+                while i < outcomes.len() {
+                    match tokio::time::timeout_at(deadline, results.next()).await {
+                        Ok(Some(Ok(Ok(response)))) => {
+                            outcomes[i] = Some(Ok(response.log_id.index));
+                        }
+                        Ok(Some(Ok(Err(e)))) => {
+                            outcomes[i] = Some(Err(match e {
+                                // Refused before it was appended: safe to retry elsewhere.
+                                ClientWriteError::ForwardToLeader(f) => RequestError::NotLeader {
+                                    leader: f.leader_id,
+                                },
+                                other => RequestError::OutcomeUnknown(other.to_string()),
+                            }));
+                        }
+                        Ok(Some(Err(fatal))) => {
+                            outcomes[i] =
+                                Some(Err(RequestError::OutcomeUnknown(fatal.to_string())));
+                        }
+                        Ok(None) => {
+                            outcomes[i] =
+                                Some(Err(RequestError::OutcomeUnknown("raft stopped".into())));
+                        }
+                        Err(_) => {
+                            // Undecided: the rest is left to a background wait.
+                            let remaining = outcomes.len() - i;
+                            deferred = Some(tokio::spawn(async move {
+                                let mut all = true;
+                                for _ in 0..remaining {
+                                    all &= matches!(results.next().await, Some(Ok(Ok(_))));
+                                }
+                                all
+                            }));
+                            break;
+                        }
+                    }
+                    i += 1;
                 }
             }
-            Some(Ok(results)) => watch_commits(results, count, deadline).await,
-        }
-    });
-    Proposed {
-        batch_ids: group.batch_ids,
-        waiters: group.waiters,
-        visible,
-        decision,
-        decided: None,
-    }
-}
-
-type WriteResults = futures::stream::BoxStream<
-    'static,
-    Result<openraft::raft::WriteResult<TypeConfig>, openraft::errors::Fatal<TypeConfig>>,
->;
-
-/// Collects the outcomes of `count` proposed entries until `deadline`; the rest are left to a
-/// background wait.
-async fn watch_commits(
-    mut results: WriteResults,
-    count: usize,
-    deadline: tokio::time::Instant,
-) -> Decision {
-    let mut outcomes: Outcomes = vec![None; count];
-    let mut i = 0;
-    while i < count {
-        let outcome = match tokio::time::timeout_at(deadline, results.next()).await {
-            Ok(Some(Ok(Ok(response)))) => Ok(response.log_id.index),
-            Ok(Some(Ok(Err(e)))) => Err(match e {
-                // Refused before it was appended: safe to retry elsewhere.
-                ClientWriteError::ForwardToLeader(f) => RequestError::NotLeader {
-                    leader: f.leader_id,
-                },
-                other => RequestError::OutcomeUnknown(other.to_string()),
-            }),
-            Ok(Some(Err(fatal))) => Err(RequestError::OutcomeUnknown(fatal.to_string())),
-            Ok(None) => Err(RequestError::OutcomeUnknown("raft stopped".into())),
-            Err(_) => {
-                // Undecided: the rest is left to a background wait.
-                let remaining = count - i;
-                let deferred = tokio::spawn(async move {
-                    let mut all = true;
-                    for _ in 0..remaining {
-                        all &= matches!(results.next().await, Some(Ok(Ok(_))));
-                    }
-                    all
-                });
-                return Decision {
-                    outcomes,
-                    deferred: Some(deferred),
-                };
-            }
-        };
-        outcomes[i] = Some(outcome);
-        i += 1;
-    }
-    Decision {
-        outcomes,
-        deferred: None,
-    }
-}
-
-/// Waits for the decisions on `ahead` and on the group proposed right `behind` it (executed on
-/// top of its effects), answers their clients, and rolls the batch back if an entry failed —
-/// or leaves that to [`settle_unresolved`] while openraft still holds undecided entries.
-async fn settle(
-    engine: &Engine,
-    unresolved: &mut Option<Unresolved>,
-    ahead: Proposed,
-    behind: Option<Proposed>,
-) {
-    let mut batch_ids = Vec::new();
-    let mut deferred = Vec::new();
-    let mut definite_failure = false;
-    // Whether everything proposed so far committed, and the highest index it reached.
-    let mut before: Result<LogIndex, RequestError> = Ok(0);
-    for mut proposed in std::iter::once(ahead).chain(behind) {
-        proposed.decide().await;
-        let decision = proposed.take_decision();
-        definite_failure |= decision.outcomes.iter().any(|o| matches!(o, Some(Err(_))));
-        deferred.extend(decision.deferred);
-        let base = before.clone().map(|index| index.max(proposed.visible));
-        answer(proposed.waiters, &decision.outcomes, &base);
-        before = verdict(&base, &decision.outcomes, decision.outcomes.len(), None);
-        for id in proposed.batch_ids {
-            if !batch_ids.contains(&id) {
-                batch_ids.push(id);
-            }
         }
     }
-    if !deferred.is_empty() {
-        let outcome = tokio::spawn(async move {
-            let mut all = !definite_failure;
-            for wait in deferred {
-                all &= wait.await.unwrap_or(false);
-            }
-            all
-        });
-        *unresolved = Some(Unresolved { batch_ids, outcome });
-    } else if definite_failure && let Err(e) = abort(engine, &batch_ids).await {
-        tracing::error!("rolling back a failed group: {e}");
-    }
-}
-
-/// A waiter's answer: its own entry and every entry executed before it (in this group, and
-/// `base` for the groups before) must have committed; the highest index among them.
-fn verdict(
-    base: &Result<LogIndex, RequestError>,
-    outcomes: &[Option<Result<LogIndex, RequestError>>],
-    after: usize,
-    entry: Option<usize>,
-) -> Result<LogIndex, RequestError> {
-    let mut index = base.clone()?;
-    let upto = entry.map(|e| e + 1).unwrap_or(after);
-    for outcome in &outcomes[..upto] {
-        match outcome {
-            Some(Ok(at)) => index = index.max(*at),
-            Some(Err(e)) => return Err(e.clone()),
-            None => {
-                return Err(RequestError::OutcomeUnknown(
-                    "not committed in time (the leader may have lost its quorum); it may still commit later".into(),
-                ));
+    let failed = outcomes.iter().any(|o| !matches!(o, Some(Ok(_))));
+    // A waiter stands if its own entry and every entry executed before it committed.
+    let verdict = |after: usize, entry: Option<usize>| -> Result<LogIndex, RequestError> {
+        let upto = entry.map(|e| e + 1).unwrap_or(after);
+        let mut index = visible;
+        for outcome in &outcomes[..upto] {
+            match outcome {
+                Some(Ok(at)) => index = index.max(*at),
+                Some(Err(e)) => return Err(e.clone()),
+                None => {
+                    return Err(RequestError::OutcomeUnknown(
+                        "not committed in time (the leader may have lost its quorum); it may still commit later".into(),
+                    ));
+                }
             }
         }
-    }
-    Ok(index)
-}
-
-/// Answers every waiter of a group from its entries' outcomes.
-fn answer(
-    waiters: Vec<Waiter>,
-    outcomes: &[Option<Result<LogIndex, RequestError>>],
-    base: &Result<LogIndex, RequestError>,
-) {
-    for waiter in waiters {
+        Ok(index)
+    };
+    for waiter in group.waiters {
         match waiter {
             Waiter::Batch {
                 after,
                 entry,
                 replies,
             } => {
-                let committed = verdict(base, outcomes, after, entry);
+                let committed = verdict(after, entry);
                 for (reply, result) in replies {
                     let answer = result.map_err(RequestError::Sql).and_then(|results| {
                         Ok(WriteOutcome {
@@ -779,10 +598,23 @@ fn answer(
                 entry,
                 reply,
             } => {
-                let _ =
-                    reply.send(verdict(base, outcomes, after, entry).map(TxnOutcome::Committed));
+                let _ = reply.send(verdict(after, entry).map(TxnOutcome::Committed));
             }
         }
+    }
+    match deferred {
+        Some(outcome) => {
+            *unresolved = Some(Unresolved {
+                batch_ids: group.batch_ids,
+                outcome,
+            });
+        }
+        None if failed => {
+            if let Err(e) = abort(engine, &group.batch_ids).await {
+                tracing::error!("rolling back a failed group: {e}");
+            }
+        }
+        None => {}
     }
 }
 
@@ -793,7 +625,7 @@ async fn wait_until_ready_to_lead(
     raft: &Raft,
     engine: &Engine,
     settings: PipelineSettings,
-) -> Result<u64, RequestError> {
+) -> Result<(), RequestError> {
     use openraft::type_config::async_runtime::{Instant as _, WatchReceiver};
     let leader = raft.as_leader().map_err(|f| RequestError::NotLeader {
         leader: f.leader_id,
@@ -821,7 +653,7 @@ async fn wait_until_ready_to_lead(
         let last_log = metrics.borrow_watched().last_log_index.unwrap_or(0);
         let applied = *visible.borrow_and_update();
         if applied.is_some_and(|l| l.leader_id.term >= term && l.index >= last_log) {
-            return Ok(term);
+            return Ok(());
         }
         tokio::select! {
             changed = visible.changed() => if changed.is_err() {

@@ -78,13 +78,6 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     );
     family(
         &mut out,
-        "phalanx_write_groups_behind_total",
-        "counter",
-        "Write groups executed while the group ahead of them was committing.",
-        &one(pipeline.groups_behind as f64),
-    );
-    family(
-        &mut out,
         "phalanx_write_entries_total",
         "counter",
         "Raft entries the leader's write pipeline proposed.",

@@ -120,8 +120,7 @@ fn local_status(state: &HttpState) -> Value {
             "segments_deleted": log.segments_deleted,
             "healthy": state.log.writer_failure().is_none(),
         },
-        // The leader's write pipeline (`dispatch::write`): groups proposed, and how many of them
-        // ran while the group ahead of them was committing.
+        // The leader's write pipeline (`dispatch::write`): groups proposed together, entries.
         "write_pipeline": d.pipeline.stats(),
         "ids": {
             "datacenter": id_settings.datacenter,

@@ -1,7 +1,8 @@
 //! The read balancer end to end, real node processes: reads over one PostgreSQL connection
 //! are spread over the nodes by the configured scheduler (counted in `/v1/status`); a node
 //! stopped with SIGSTOP leaves the read pool within a second without one read failing, and
-//! returns after SIGCONT; reads served by followers are linearizable, also while writers on every node run.
+//! returns after SIGCONT; reads served by followers are linearizable, also while writers on
+//! every node run.
 
 mod common;
 

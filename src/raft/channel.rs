@@ -1,14 +1,15 @@
 //! The node-to-node channel: one long-lived connection per peer that carries many small
-//! application RPCs at once — remote reads, read index requests, health probes, forwarded
-//! writes and transaction steps of up to [`MAX_CHANNEL_REQUEST_BYTES`] — multiplexed
+//! RPCs at once — Raft's AppendEntries (heartbeats included) and votes, remote reads, read
+//! index requests, health probes, forwarded writes and transaction steps, each of up to
+//! [`MAX_CHANNEL_REQUEST_BYTES`] — multiplexed
 //! by request id and written in batches, so that concurrent reads share system calls and
 //! buffers instead of paying a whole HTTP exchange each (on loopback, the HTTP client's
 //! request building and its per-request socket writes cost more than the point read itself).
 //!
 //! It is opened as an HTTP/1.1 upgrade on the raft port (`POST /internal/channel` with
 //! `Upgrade: phalanx-channel/1`), so it needs no port of its own. The per-request HTTP RPCs
-//! remain for everything else (Raft messages, snapshots, forwarded writes) and are the fallback
-//! towards a peer that does not offer the channel.
+//! remain for everything else (larger requests, snapshots, membership changes, leadership
+//! transfer) and are the fallback towards a peer that does not offer the channel.
 //!
 //! Frames, both directions: `[u32 big-endian length][u64 id][u8 kind][postcard payload]`, the
 //! length counting what follows it. A request's kind names the RPC ([`Method`]); a reply's says
@@ -45,6 +46,11 @@ const NOT_OFFERED_RETRY: Duration = Duration::from_secs(30);
 
 pub const REPLY_OK: u8 = 0;
 pub const REPLY_ERROR: u8 = 1;
+/// A request-direction frame with no payload: the caller of request `id` stopped waiting, so
+/// the server drops its handler if it still runs — as an HTTP server drops the handler of a
+/// request whose client closed the connection. A forwarded write then never starts once its
+/// sender has answered "outcome unknown" (the write pipeline skips a request nobody awaits).
+const CANCEL: u8 = 0xff;
 /// Bytes before a frame's payload, after the length: id and kind.
 const HEADER_BYTES: usize = 9;
 
@@ -61,6 +67,12 @@ pub enum Method {
     Execute = 4,
     /// A step of a forwarded explicit transaction, `TxnRequest` → its answer.
     Transaction = 5,
+    /// Raft AppendEntries (heartbeats included), as openraft's network sends it.
+    Append = 6,
+    /// Raft RequestVote.
+    Vote = 7,
+    /// Raft pre-vote.
+    PreVote = 8,
 }
 
 impl Method {
@@ -71,6 +83,9 @@ impl Method {
             3 => Some(Method::Health),
             4 => Some(Method::Execute),
             5 => Some(Method::Transaction),
+            6 => Some(Method::Append),
+            7 => Some(Method::Vote),
+            8 => Some(Method::PreVote),
             _ => None,
         }
     }
@@ -273,7 +288,11 @@ struct ForgetOnDrop<'a> {
 
 impl Drop for ForgetOnDrop<'_> {
     fn drop(&mut self) {
-        self.channel.pending().waiting.remove(&self.id);
+        let unanswered = self.channel.pending().waiting.remove(&self.id).is_some();
+        if unanswered && let Ok(cancel) = encode_frame(self.id, CANCEL, &[]) {
+            // Best effort: a closed channel has dropped the handler already.
+            let _ = self.channel.queue.send(cancel);
+        }
     }
 }
 
@@ -379,6 +398,10 @@ impl Channels {
     }
 }
 
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// The server side of one channel: reads requests, has `serve` answer each (concurrently),
 /// and writes the replies back as they finish, until the peer closes the connection or
 /// `stop` turns true.
@@ -392,6 +415,8 @@ where
     let (replies, outgoing) = mpsc::unbounded_channel::<Bytes>();
     let writer = tokio::spawn(write_frames(write, outgoing));
     let mut frames = FramedRead::new(read, codec());
+    // The handlers still running, by request id, so that a cancel can drop one.
+    let running: Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>> = Arc::default();
     loop {
         let frame = tokio::select! {
             frame = frames.next() => frame,
@@ -409,9 +434,18 @@ where
             tracing::warn!("malformed frame on the node-to-node channel; closing it");
             break;
         };
+        if kind == CANCEL {
+            if let Some(handler) = lock(&running).remove(&id) {
+                handler.abort();
+            }
+            continue;
+        }
         let replies = replies.clone();
         let serve = serve.clone();
-        tokio::spawn(async move {
+        let done = running.clone();
+        // Registered before it can finish, so its own removal below always finds it.
+        let mut handlers = lock(&running);
+        let handler = tokio::spawn(async move {
             let answer = match Method::from_kind(kind) {
                 Some(method) => serve(method, payload).await,
                 None => Err(format!("unknown channel method {kind}")),
@@ -424,7 +458,9 @@ where
             if let Ok(reply) = reply {
                 let _ = replies.send(reply);
             }
+            lock(&done).remove(&id);
         });
+        handlers.insert(id, handler.abort_handle());
     }
     // The writer ends once every request in flight has sent its reply.
     drop(replies);
@@ -450,6 +486,38 @@ mod tests {
 
     /// Many calls at once over one in-memory connection, answered out of order, each
     /// getting its own reply; the server's refusals and an unknown method reach the caller.
+    #[tokio::test]
+    async fn a_call_given_up_drops_its_handler_on_the_server() {
+        let (client_io, server_io) = tokio::io::duplex(64 * 1024);
+        let (_stop_tx, stop) = tokio::sync::watch::channel(false);
+        // The handler holds `started` until it is dropped; it never finishes by itself.
+        let (started_tx, mut started_rx) = mpsc::unbounded_channel::<oneshot::Sender<()>>();
+        tokio::spawn(serve(
+            server_io,
+            move |_method, _payload: Bytes| {
+                let started = started_tx.clone();
+                async move {
+                    let (held, _dropped_when_cancelled) = oneshot::channel::<()>();
+                    let _ = started.send(held);
+                    std::future::pending::<()>().await;
+                    Ok(Vec::new())
+                }
+            },
+            stop,
+        ));
+        let channel = Channel::start(client_io);
+        let call = tokio::time::timeout(
+            Duration::from_millis(50),
+            channel.call(Method::Execute, b"w"),
+        );
+        assert!(call.await.is_err(), "the handler never answers");
+        let mut held = started_rx.recv().await.expect("the handler started");
+        // Dropping the handler drops its receiver: the held sender sees it closed.
+        tokio::time::timeout(Duration::from_secs(5), held.closed())
+            .await
+            .expect("the server dropped the handler after the cancel");
+    }
+
     #[tokio::test]
     async fn concurrent_calls_get_their_own_replies() {
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);

@@ -15,7 +15,8 @@
 //! length counting what follows it. A request's kind names the RPC ([`Method`]); a reply's says
 //! whether the payload is the RPC's answer ([`REPLY_OK`]) or an error text ([`REPLY_ERROR`]).
 //! Replies come in any order. Each side has one writer task that drains every frame queued
-//! since its last write into one write.
+//! since its last write into one write. A caller that stops waiting sends a cancel frame
+//! (kind `0xff`, its request's id) and the server drops that request's handler.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -1,15 +1,14 @@
 //! The node-to-node channel: one long-lived connection per peer that carries many small
-//! RPCs at once — Raft's AppendEntries (heartbeats included) and votes, remote reads, read
-//! index requests, health probes, forwarded writes and transaction steps, each of up to
-//! [`MAX_CHANNEL_REQUEST_BYTES`] — multiplexed
+//! application RPCs at once — remote reads, read index requests, health probes, forwarded
+//! writes and transaction steps of up to [`MAX_CHANNEL_REQUEST_BYTES`] — multiplexed
 //! by request id and written in batches, so that concurrent reads share system calls and
 //! buffers instead of paying a whole HTTP exchange each (on loopback, the HTTP client's
 //! request building and its per-request socket writes cost more than the point read itself).
 //!
 //! It is opened as an HTTP/1.1 upgrade on the raft port (`POST /internal/channel` with
 //! `Upgrade: phalanx-channel/1`), so it needs no port of its own. The per-request HTTP RPCs
-//! remain for everything else (larger requests, snapshots, membership changes, leadership
-//! transfer) and are the fallback towards a peer that does not offer the channel.
+//! remain for everything else (Raft messages, larger requests, snapshots, membership changes)
+//! and are the fallback towards a peer that does not offer the channel.
 //!
 //! Frames, both directions: `[u32 big-endian length][u64 id][u8 kind][postcard payload]`, the
 //! length counting what follows it. A request's kind names the RPC ([`Method`]); a reply's says
@@ -68,12 +67,6 @@ pub enum Method {
     Execute = 4,
     /// A step of a forwarded explicit transaction, `TxnRequest` → its answer.
     Transaction = 5,
-    /// Raft AppendEntries (heartbeats included), as openraft's network sends it.
-    Append = 6,
-    /// Raft RequestVote.
-    Vote = 7,
-    /// Raft pre-vote.
-    PreVote = 8,
 }
 
 impl Method {
@@ -84,9 +77,6 @@ impl Method {
             3 => Some(Method::Health),
             4 => Some(Method::Execute),
             5 => Some(Method::Transaction),
-            6 => Some(Method::Append),
-            7 => Some(Method::Vote),
-            8 => Some(Method::PreVote),
             _ => None,
         }
     }

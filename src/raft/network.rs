@@ -1,7 +1,7 @@
-//! The node-to-node network, client side: openraft's `RaftNetworkV2` on each node's raft
-//! port, plus the application RPCs that ride the same port (forwarded writes, read index
-//! requests, membership requests). Small requests travel over the multiplexed node-to-node
-//! channel (`raft::channel`), the rest as one HTTP/1.1 request each.
+//! The node-to-node network, client side: openraft's `RaftNetworkV2` over HTTP/1.1 on each
+//! node's raft port, plus the application RPCs that ride the same port (forwarded writes, read
+//! index requests, membership requests); the small application RPCs travel over the
+//! multiplexed node-to-node channel (`raft::channel`).
 //!
 //! Bodies are postcard-encoded; a snapshot is streamed as a body of
 //! `[u32 header length][postcard (vote, meta)][database file bytes]`, read from disk in chunks so
@@ -136,9 +136,6 @@ fn channel_method(path: &str) -> Option<Method> {
         paths::HEALTH => Some(Method::Health),
         paths::EXECUTE => Some(Method::Execute),
         paths::TRANSACTION => Some(Method::Transaction),
-        paths::APPEND => Some(Method::Append),
-        paths::VOTE => Some(Method::Vote),
-        paths::PRE_VOTE => Some(Method::PreVote),
         _ => None,
     }
 }

@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
 use openraft::errors::RaftError;
-use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::AsyncWriteExt;
@@ -79,15 +78,35 @@ fn encode<T: Serialize>(value: &T) -> Response {
 }
 
 async fn append(State(s): State<RpcState>, body: Bytes) -> Response {
-    answer_http(serve_method(&s.dispatcher, Method::Append, &body).await)
+    match decode(&body) {
+        Ok(rpc) => {
+            let reply = s.dispatcher.raft.append_entries(rpc).await;
+            if let Ok(response) = &reply
+                && !matches!(
+                    response,
+                    openraft::raft::AppendEntriesResponse::HigherVote(_)
+                )
+            {
+                s.dispatcher.leader_contact.record();
+            }
+            encode(&reply)
+        }
+        Err(r) => r.into_response(),
+    }
 }
 
 async fn vote(State(s): State<RpcState>, body: Bytes) -> Response {
-    answer_http(serve_method(&s.dispatcher, Method::Vote, &body).await)
+    match decode(&body) {
+        Ok(rpc) => encode(&s.dispatcher.raft.vote(rpc).await),
+        Err(r) => r.into_response(),
+    }
 }
 
 async fn pre_vote(State(s): State<RpcState>, body: Bytes) -> Response {
-    answer_http(serve_method(&s.dispatcher, Method::PreVote, &body).await)
+    match decode(&body) {
+        Ok(rpc) => encode(&s.dispatcher.raft.pre_vote(rpc).await),
+        Err(r) => r.into_response(),
+    }
 }
 
 async fn transfer_leader(State(s): State<RpcState>, body: Bytes) -> Response {
@@ -140,18 +159,6 @@ async fn serve_method(
     body: &[u8],
 ) -> Result<Vec<u8>, BadRpc> {
     let encoded = match method {
-        Method::Append => {
-            let rpc: AppendEntriesRequest<TypeConfig> = decode(body)?;
-            let reply = dispatcher.raft.append_entries(rpc).await;
-            if let Ok(response) = &reply
-                && !matches!(response, AppendEntriesResponse::HigherVote(_))
-            {
-                dispatcher.leader_contact.record();
-            }
-            postcard::to_stdvec(&reply)
-        }
-        Method::Vote => postcard::to_stdvec(&dispatcher.raft.vote(decode(body)?).await),
-        Method::PreVote => postcard::to_stdvec(&dispatcher.raft.pre_vote(decode(body)?).await),
         Method::Query => {
             let request: crate::dispatch::RemoteRead = decode(body)?;
             let deadline =

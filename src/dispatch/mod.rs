@@ -231,7 +231,11 @@ impl Dispatcher {
         );
         let reply = tokio::select! {
             reply = call => reply,
-            () = self.leader_goes_silent() => {
+            // A few election timeouts, as for a transaction step: a live leader on a loaded
+            // machine can miss a heartbeat or two, and giving up early would answer "outcome
+            // unknown" for a write that simply committed. A dead leader usually fails the
+            // call at once (connection refused or reset).
+            () = self.leader_silent_for(self.timeouts.leader_wait) => {
                 return Err(RequestError::OutcomeUnknown(format!(
                     "lost contact with the leader at {} while it ran the write; it may or may not have been applied",
                     leader.raft
@@ -247,11 +251,6 @@ impl Dispatcher {
             ))),
             Err(e) => Err(RequestError::OutcomeUnknown(e.to_string())),
         }
-    }
-
-    /// Resolves once no leader has been heard from for the silence window.
-    async fn leader_goes_silent(&self) {
-        self.leader_silent_for(self.timeouts.leader_silence).await
     }
 
     /// Resolves once no leader has been heard from for `silence`.

@@ -466,14 +466,7 @@ fn balancer_settings(config: &NodeConfig) -> Result<BalancerSettings, BalancerEr
             .map_err(|_| BalancerError::TagNode { text: node.clone() })?;
         tags.insert(id, node_tags.iter().cloned().collect());
     }
-    // As the API checks it: without a rule to give reads a key, `rule_key` hashes nothing.
-    let rules = crate::dispatch::routing::compile(&config.dispatcher_rules, &tags)?;
-    if key_source == Some(crate::dispatch::scheduler::HashKeySource::RuleKey)
-        && !rules.iter().any(|r| r.has_key())
-    {
-        return Err(BalancerError::RuleKeyWithoutRule);
-    }
-    Ok(BalancerSettings {
+    let settings = BalancerSettings {
         scheduler: config.dispatcher_scheduler.trim().parse()?,
         weights: parse_weights(&config.dispatcher_weights)?,
         key_source,
@@ -481,7 +474,9 @@ fn balancer_settings(config: &NodeConfig) -> Result<BalancerSettings, BalancerEr
         rules: config.dispatcher_rules.clone(),
         dynamic_weights: config.dispatcher_dynamic_weights,
         ..BalancerSettings::default()
-    })
+    };
+    settings.check()?;
+    Ok(settings)
 }
 
 #[cfg(test)]

@@ -68,6 +68,17 @@ impl BalancerSettings {
         }
     }
 
+    /// Checks that the settings hang together, as the API and the config file both need:
+    /// the routing rules compile and name existing tags, and `rule_key` has a rule whose regex
+    /// captures a key (without one it would hash nothing).
+    pub fn check(&self) -> Result<(), BalancerError> {
+        let rules = crate::dispatch::routing::compile(&self.rules, &self.tags)?;
+        if self.key_source == Some(HashKeySource::RuleKey) && !rules.iter().any(|r| r.has_key()) {
+            return Err(BalancerError::RuleKeyWithoutRule);
+        }
+        Ok(())
+    }
+
     pub fn configured_weight(&self, node: NodeId) -> u32 {
         self.weights
             .get(&node)
@@ -103,7 +114,7 @@ pub enum BalancerError {
     #[error("invalid node id {text:?} in the dispatcher tags")]
     TagNode { text: String },
     #[error(
-        "key source rule_key needs a routing rule whose sql regex has a capture group (what it captures is the key)"
+        "key_source rule_key needs a routing rule whose sql regex has a capture group (what it captures is the key); set both in one change"
     )]
     RuleKeyWithoutRule,
 }

@@ -57,7 +57,8 @@ pub fn dynamic_weight(configured: u32, load: Option<&LoadReport>, capacity: bool
     });
     let tenths = (10.0 / (1.0 + penalty / 10.0)).round().clamp(1.0, 10.0) as u32;
     if capacity {
-        ((configured * tenths + 5) / 10).max(1)
+        // Saturating: weights come from users, up to u32::MAX.
+        (configured.saturating_mul(tenths).saturating_add(5) / 10).max(1)
     } else {
         configured.saturating_mul(10 * tenths)
     }

@@ -213,16 +213,9 @@ impl DispatcherConfig {
                 "health.fall and health.rise must be at least 1".into(),
             ));
         }
-        let rules = crate::dispatch::routing::compile(&self.rules, &self.tags)
+        self.balancer()
+            .check()
             .map_err(|e| InvalidSettings(e.to_string()))?;
-        // Without a rule to give reads a key, `rule_key` would hash nothing.
-        if self.key_source == Some(HashKeySource::RuleKey) && !rules.iter().any(|r| r.has_key()) {
-            return Err(InvalidSettings(
-                "key_source rule_key needs a routing rule whose sql regex has a capture group \
-                 (what it captures is the key); set both in one change"
-                    .into(),
-            ));
-        }
         Ok(())
     }
 

@@ -174,7 +174,7 @@ struct Channel {
 
 impl Channel {
     fn pending(&self) -> MutexGuard<'_, Pending> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.pending)
     }
 
     /// Starts the reader and writer tasks over an upgraded connection.
@@ -330,7 +330,7 @@ impl Channels {
     /// The open channel to `addr`, opened now if there is none.
     async fn channel(&self, addr: &str) -> Result<Arc<Channel>, ChannelError> {
         let slot = {
-            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let mut slots = lock(&self.slots);
             slots.entry(addr.to_owned()).or_default().clone()
         };
         let mut slot = slot.lock().await;

@@ -312,6 +312,99 @@ async fn postgres_dialect_on_a_follower() {
     }
 }
 
+/// Statements sent again with other numbers run from their cached translation with the
+/// numbers in value positions bound as parameters; numbers whose meaning a parameter would
+/// change (ORDER BY / GROUP BY positions, result columns) must keep it on every send.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numbers_keep_their_meaning_when_a_statement_shape_repeats() {
+    let cluster = Cluster::start(1, &[]).await;
+    let client = connect(&cluster, 0).await;
+    client
+        .batch_execute("CREATE TABLE lit (id int PRIMARY KEY, name text, score int)")
+        .await
+        .expect("create");
+    for (id, name, score) in [(1, "d", 40), (2, "c", 10), (3, "b", 30), (4, "a", 20)] {
+        client
+            .simple_query(&format!("INSERT INTO lit VALUES ({id}, '{name}', {score})"))
+            .await
+            .expect("insert");
+    }
+    for _ in 0..2 {
+        // Column 2 (score) descending, then column 1 (name): positions, not constants.
+        assert_eq!(
+            text_rows(
+                &client,
+                "SELECT name, score FROM lit WHERE score > 15 ORDER BY 2 DESC LIMIT 2"
+            )
+            .await,
+            [
+                [Some("d".into()), Some("40".into())],
+                [Some("b".into()), Some("30".into())]
+            ]
+        );
+        assert_eq!(
+            text_rows(
+                &client,
+                "SELECT name, score FROM lit WHERE score > 5 ORDER BY 1 LIMIT 3"
+            )
+            .await,
+            [
+                [Some("a".into()), Some("20".into())],
+                [Some("b".into()), Some("30".into())],
+                [Some("c".into()), Some("10".into())]
+            ]
+        );
+        assert_eq!(
+            text_rows(
+                &client,
+                "SELECT score > 25, count(*) FROM lit WHERE id < 9 GROUP BY 1 ORDER BY 1"
+            )
+            .await,
+            [
+                [Some("f".into()), Some("2".into())],
+                [Some("t".into()), Some("2".into())]
+            ]
+        );
+    }
+    // A number in a result column keeps PostgreSQL's column name and its value.
+    for value in [7, 8] {
+        let messages = client
+            .simple_query(&format!("SELECT {value}, name FROM lit WHERE id = 2"))
+            .await
+            .expect("select");
+        let row = messages
+            .iter()
+            .find_map(|m| match m {
+                SimpleQueryMessage::Row(row) => Some(row),
+                _ => None,
+            })
+            .expect("a row");
+        assert_eq!(row.columns()[0].name(), "?column?");
+        assert_eq!(row.get(0), Some(value.to_string().as_str()));
+        assert_eq!(row.get(1), Some("c"));
+    }
+    // Updates of one shape with other numbers each do their own.
+    client
+        .simple_query("UPDATE lit SET score = score + 5 WHERE id = 1")
+        .await
+        .expect("update");
+    client
+        .simple_query("UPDATE lit SET score = score + 100 WHERE id = 4")
+        .await
+        .expect("update");
+    assert_eq!(
+        text_rows(
+            &client,
+            "SELECT id, score FROM lit WHERE id IN (1, 4) ORDER BY 1"
+        )
+        .await,
+        [
+            [Some("1".into()), Some("45".into())],
+            [Some("4".into()), Some("120".into())]
+        ]
+    );
+}
+
 /// pgbench's initialization (server-side generation, `-I dtGvp`, without the BEGIN/COMMIT it
 /// wraps around the generation) and its TPC-B transaction statements, as it sends them. Scale
 /// 0.2 (20,000 accounts) keeps the debug build's one big insert well inside the election

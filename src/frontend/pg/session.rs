@@ -259,6 +259,7 @@ impl Session {
             let mut last = Outcome::Done {
                 tag: plan.tag.tag(0),
             };
+            let params = plan.bind(params);
             for sql in &plan.sqlite {
                 let statement = Statement {
                     sql: sql.clone(),
@@ -272,7 +273,7 @@ impl Session {
             (Route::Read, [sql]) => {
                 let statement = Statement {
                     sql: sql.clone(),
-                    params,
+                    params: plan.bind(params),
                 };
                 let (consistency, last_index) = self.consistency();
                 let context = self.read_context();
@@ -312,7 +313,8 @@ impl Session {
         let statements: Vec<(Statement, TagKind)> = plans
             .iter()
             .flat_map(|plan| {
-                plan.sqlite.iter().map(|sql| {
+                let params = plan.bind(params.clone());
+                plan.sqlite.iter().map(move |sql| {
                     let statement = Statement {
                         sql: sql.clone(),
                         params: params.clone(),
@@ -934,6 +936,7 @@ impl Session {
         let decltypes = with_known_types(description.decltypes, &translation.column_decltypes);
         let column_types = types::described_types(&description.columns, &decltypes);
         Ok(Plan::Sql(SqlPlan {
+            literals: Vec::new(),
             route: if description.readonly && translation.statements.len() == 1 {
                 Route::Read
             } else {
@@ -1074,6 +1077,10 @@ pub enum Plan {
 pub struct SqlPlan {
     /// What SQLite runs: the statement's translation (`dialect::translate`), one transaction.
     sqlite: Vec<String>,
+    /// A simple query's literals that its translation lifted into parameters, bound in their
+    /// place (`dialect::translate_lifting`); empty for the extended protocol, whose client
+    /// binds the parameters.
+    literals: Vec<SqlValue>,
     /// Result columns' types the translation knows where SQLite declares none.
     column_decltypes: Vec<Option<String>>,
     route: Route,
@@ -1081,6 +1088,18 @@ pub struct SqlPlan {
     parameter_types: Vec<Type>,
     columns: Vec<String>,
     column_types: Vec<Type>,
+}
+
+impl SqlPlan {
+    /// The values to bind: the client's for the extended protocol, the lifted literals for a
+    /// simple query (which has no parameters of its own).
+    fn bind(&self, params: Vec<SqlValue>) -> Vec<SqlValue> {
+        if self.literals.is_empty() {
+            params
+        } else {
+            self.literals.clone()
+        }
+    }
 }
 
 /// What running a statement produced.
@@ -1533,8 +1552,10 @@ fn is_error(response: &Response) -> bool {
 /// A simple-query statement's plan: translated, routed by its words (a translation into
 /// several statements writes), types taken from the rows.
 fn simple_plan(statement: &SqlText) -> Result<SqlPlan, PgError> {
-    let translation = dialect::translate(statement).map_err(|e| translate_error(&e))?;
+    let (translation, literals) =
+        dialect::translate_lifting(statement).map_err(|e| translate_error(&e))?;
     Ok(SqlPlan {
+        literals: literals.into_iter().map(SqlValue::Integer).collect(),
         route: match translation.statements.len() {
             1 => sql::route(statement),
             _ => Route::Write,

@@ -12,12 +12,19 @@
 //! translation. Errors are never cached (their messages quote the statement).
 //!
 //! The translation is a pure function of the text, so one cache serves every session.
+//!
+//! A simple-query statement may also have its literals *lifted* ([`translate_lifting`]): those
+//! in value positions ([`super::lift`]) become the parameters `?1`, `?2`, ... of the SQLite
+//! text, so every statement of a shape is one SQLite statement, prepared once per connection
+//! (SQLite's parser and planner cost more than the rest of a point read).
 
 use std::sync::{Arc, LazyLock, Mutex};
 
 use hashlink::LruCache;
+use sqlparser::dialect::PostgreSqlDialect;
+use sqlparser::parser::Parser;
 
-use super::{TranslateError, Translation};
+use super::{RECURSION_LIMIT, TranslateError, Translation};
 use crate::frontend::pg::sql::{SqlText, TokenKind};
 
 /// Shapes kept (least recently used dropped first).
@@ -44,6 +51,8 @@ struct Template {
     statements: Vec<Vec<Piece>>,
     tag: Option<crate::frontend::pg::tags::TagKind>,
     column_decltypes: Vec<Option<String>>,
+    /// The literals (by index) a lifted translation sends as parameters, in parameter order.
+    lifted: Vec<usize>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -67,30 +76,62 @@ pub fn translate(
     statement: &SqlText,
     fresh: impl Fn(&SqlText) -> Result<Translation, TranslateError>,
 ) -> (Result<Translation, TranslateError>, Lookup) {
+    let (result, lookup) = translate_with_template(statement, fresh);
+    (result.map(|(translation, _)| translation), lookup)
+}
+
+/// Translates `statement` as [`translate`] does, then lifts the literals its template found in
+/// value positions into parameters: run the translation with the returned values bound to
+/// `?1`, `?2`, ... A statement without a template, or with `$N` parameters of its own, comes
+/// back with its literals in place and no values.
+pub fn translate_lifting(
+    statement: &SqlText,
+    fresh: impl Fn(&SqlText) -> Result<Translation, TranslateError>,
+) -> (Result<(Translation, Vec<i64>), TranslateError>, Lookup) {
+    let has_params = statement
+        .tokens
+        .iter()
+        .any(|t| matches!(t.kind, TokenKind::Param(_)));
+    let (result, lookup) = translate_with_template(statement, fresh);
+    let lifted = result.map(|(translation, template)| match template {
+        Some((template, literals)) if !has_params => template.fill_lifted(&literals),
+        _ => (translation, Vec::new()),
+    });
+    (lifted, lookup)
+}
+
+type Filled<'a> = (Translation, Option<(Arc<Template>, Vec<&'a str>)>);
+
+/// The translation, and the template and literals it was filled from when there are some.
+fn translate_with_template<'a>(
+    statement: &'a SqlText,
+    fresh: impl Fn(&SqlText) -> Result<Translation, TranslateError>,
+) -> (Result<Filled<'a>, TranslateError>, Lookup) {
     let Some((shape, literals)) = shape_of(statement) else {
-        return (fresh(statement), Lookup::Fresh);
+        return (fresh(statement).map(|t| (t, None)), Lookup::Fresh);
     };
     let known = lock().get(&shape).cloned();
     match known {
-        Some(Some(template)) => (Ok(template.fill(&literals)), Lookup::Hit),
-        Some(None) => (fresh(statement), Lookup::Fresh),
+        Some(Some(template)) => (
+            Ok((template.fill(&literals), Some((template, literals)))),
+            Lookup::Hit,
+        ),
+        Some(None) => (fresh(statement).map(|t| (t, None)), Lookup::Fresh),
         None => {
-            let real = fresh(statement);
-            let Ok(translation) = &real else {
-                return (real, Lookup::Fresh);
+            let real = match fresh(statement) {
+                Ok(real) => real,
+                Err(e) => return (Err(e), Lookup::Fresh),
             };
             let template = fresh(&SqlText::new(&shape))
                 .ok()
                 .and_then(|t| Template::from_translation(t, literals.len()))
-                .filter(|template| template.fill(&literals) == *translation)
-                .map(Arc::new);
-            let lookup = if template.is_some() {
-                Lookup::Stored
-            } else {
-                Lookup::Fresh
-            };
-            lock().insert(shape, template);
-            (real, lookup)
+                .filter(|template| template.fill(&literals) == real)
+                .map(|template| Arc::new(template.with_lifted(&shape, literals.len())));
+            lock().insert(shape, template.clone());
+            match template {
+                Some(template) => (Ok((real, Some((template, literals)))), Lookup::Stored),
+                None => (Ok((real, None)), Lookup::Fresh),
+            }
         }
     }
 }
@@ -105,6 +146,16 @@ fn lock() -> std::sync::MutexGuard<'static, LruCache<String, Option<Arc<Template
 
 fn sentinel(index: usize) -> String {
     (SENTINEL_BASE + SENTINEL_STEP * index as u64).to_string()
+}
+
+/// Which literal a digit run stands for, if it is one of `count` sentinels.
+fn sentinel_index(run: &str, count: usize) -> Option<usize> {
+    run.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_sub(SENTINEL_BASE))
+        .filter(|offset| offset % SENTINEL_STEP == 0)
+        .and_then(|offset| usize::try_from(offset / SENTINEL_STEP).ok())
+        .filter(|index| *index < count)
 }
 
 /// The statement's shape (its text with sentinels for its small integer literals) and those
@@ -164,7 +215,65 @@ impl Template {
             statements,
             tag: translation.tag,
             column_decltypes: translation.column_decltypes,
+            lifted: Vec::new(),
         })
+    }
+
+    /// Finds the literals that may be lifted: a one-statement translation's literals in value
+    /// positions of the (sentinel) `shape`, unless the translation put one inside quotes.
+    fn with_lifted(mut self, shape: &str, literals: usize) -> Template {
+        let [pieces] = self.statements.as_slice() else {
+            return self;
+        };
+        let Some(parsed) = Parser::new(&PostgreSqlDialect {})
+            .with_recursion_limit(RECURSION_LIMIT)
+            .try_with_sql(shape)
+            .and_then(|mut parser| parser.parse_statements())
+            .ok()
+        else {
+            return self;
+        };
+        let [statement] = parsed.as_slice() else {
+            return self;
+        };
+        let quoted = quoted_literals(pieces);
+        self.lifted = super::lift::value_literals(statement, &|run| sentinel_index(run, literals))
+            .into_iter()
+            .filter(|index| !quoted.contains(index))
+            .collect();
+        self
+    }
+
+    /// The translation with the lifted literals as parameters `?1`, `?2`, ..., and their
+    /// values.
+    fn fill_lifted(&self, literals: &[&str]) -> (Translation, Vec<i64>) {
+        let values: Option<Vec<i64>> = self
+            .lifted
+            .iter()
+            .map(|i| literals.get(*i).and_then(|text| text.parse().ok()))
+            .collect();
+        let (Some(values), [pieces]) = (values, self.statements.as_slice()) else {
+            return (self.fill(literals), Vec::new());
+        };
+        let mut sql = String::new();
+        for piece in pieces {
+            match piece {
+                Piece::Text(text) => sql.push_str(text),
+                Piece::Literal(i) => match self.lifted.iter().position(|l| l == i) {
+                    Some(position) => {
+                        sql.push('?');
+                        sql.push_str(&(position + 1).to_string());
+                    }
+                    None => sql.push_str(literals.get(*i).copied().unwrap_or("")),
+                },
+            }
+        }
+        let translation = Translation {
+            statements: vec![sql],
+            tag: self.tag.clone(),
+            column_decltypes: self.column_decltypes.clone(),
+        };
+        (translation, values)
     }
 
     fn fill(&self, literals: &[&str]) -> Translation {
@@ -191,6 +300,31 @@ impl Template {
     }
 }
 
+/// The literals (by index) of which some copy sits inside a quoted string or name of the
+/// translation: those are text there, never a parameter.
+fn quoted_literals(pieces: &[Piece]) -> Vec<usize> {
+    let mut quote: Option<char> = None;
+    let mut quoted = Vec::new();
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => {
+                for c in text.chars() {
+                    match quote {
+                        // A doubled quote closes and reopens: the state comes out right.
+                        Some(open) if c == open => quote = None,
+                        None if c == '\'' || c == '"' => quote = Some(c),
+                        _ => {}
+                    }
+                }
+            }
+            Piece::Literal(i) if quote.is_some() => quoted.push(*i),
+            Piece::Literal(_) => {}
+        }
+    }
+    quoted
+}
+
+/// The translation `sql` cut at its sentinels, and the literals it holds marked in `seen`.
 fn split_at_sentinels(sql: &str, seen: &mut [bool]) -> Option<Vec<Piece>> {
     let bytes = sql.as_bytes();
     let mut pieces = Vec::new();
@@ -209,13 +343,7 @@ fn split_at_sentinels(sql: &str, seen: &mut [bool]) -> Option<Vec<Piece>> {
         if !run.contains(SENTINEL_PREFIX) {
             continue;
         }
-        let index = run
-            .parse::<u64>()
-            .ok()
-            .and_then(|n| n.checked_sub(SENTINEL_BASE))
-            .filter(|offset| offset % SENTINEL_STEP == 0)
-            .and_then(|offset| usize::try_from(offset / SENTINEL_STEP).ok())
-            .filter(|index| *index < seen.len())?;
+        let index = sentinel_index(run, seen.len())?;
         seen[index] = true;
         if copied < start {
             pieces.push(Piece::Text(sql[copied..start].to_owned()));
@@ -328,6 +456,68 @@ mod tests {
         ] {
             same_as_fresh(first, second);
         }
+    }
+
+    fn lifted(sql: &str) -> (Translation, Vec<i64>) {
+        translate_lifting(&SqlText::new(sql), super::super::translate_uncached)
+            .0
+            .expect("translates")
+    }
+
+    #[test]
+    fn literals_in_value_positions_become_parameters_of_one_sqlite_text() {
+        // Once to store the shape, then twice from it: one SQLite text, the values apart.
+        lifted("SELECT abalance FROM lift_a WHERE aid = 1");
+        let (one, one_values) = lifted("SELECT abalance FROM lift_a WHERE aid = 1234");
+        let (two, two_values) = lifted("SELECT abalance FROM lift_a WHERE aid = 98765");
+        assert_eq!(one.statements, two.statements);
+        assert_eq!(
+            one.statements,
+            ["SELECT abalance FROM lift_a WHERE aid = ?1"]
+        );
+        assert_eq!((one_values, two_values), (vec![1234], vec![98765]));
+
+        lifted("UPDATE lift_a SET abalance = abalance + -1 WHERE aid = 2");
+        let (update, values) =
+            lifted("UPDATE lift_a SET abalance = abalance + -4321 WHERE aid = 17");
+        assert_eq!(
+            update.statements,
+            ["UPDATE lift_a SET abalance = abalance + -?1 WHERE aid = ?2"]
+        );
+        assert_eq!(values, [4321, 17]);
+    }
+
+    #[test]
+    fn literals_whose_meaning_a_parameter_would_change_stay_in_the_text() {
+        // ORDER BY positions and result columns keep their literals; the WHERE one is lifted.
+        lifted("SELECT a, 5 FROM lift_b WHERE c = 6 ORDER BY 1 LIMIT 7");
+        let (query, values) = lifted("SELECT a, 8 FROM lift_b WHERE c = 9 ORDER BY 2 LIMIT 3");
+        assert_eq!(
+            query.statements,
+            ["SELECT a, 8 AS \"?column?\" FROM lift_b WHERE c = ?1 ORDER BY 2 NULLS LAST LIMIT ?2"]
+        );
+        assert_eq!(values, [9, 3]);
+        // A statement with parameters of its own is never lifted.
+        lifted("SELECT a FROM lift_b WHERE c = $1 AND d = 1");
+        let (own, values) = lifted("SELECT a FROM lift_b WHERE c = $1 AND d = 2");
+        assert_eq!(
+            own.statements,
+            ["SELECT a FROM lift_b WHERE c = ?1 AND d = 2"]
+        );
+        assert!(values.is_empty());
+    }
+
+    #[test]
+    fn a_literal_the_translation_quotes_stays_text() {
+        let pieces = [
+            Piece::Text("SELECT 'a".into()),
+            Piece::Literal(0),
+            Piece::Text("' || \"b\"\"".into()),
+            Piece::Literal(1),
+            Piece::Text("\" FROM t WHERE x = ".into()),
+            Piece::Literal(2),
+        ];
+        assert_eq!(quoted_literals(&pieces), [0, 1]);
     }
 
     #[test]

@@ -26,13 +26,15 @@
 //! --example translation_cost`); the extended protocol pays it once per prepared statement.
 //! A statement whose shape was seen before — the same text but for its small integer
 //! literals, as pgbench and clients that write values into SQL send — is filled in from the
-//! earlier translation instead ([`cache`]).
+//! earlier translation instead ([`cache`]); for a simple query, its literals in value positions
+//! then become bound parameters ([`lift`]), so that SQLite prepares the shape only once.
 
 mod cache;
 mod catalog;
 mod columns;
 mod ddl;
 mod expr;
+mod lift;
 mod types;
 
 use sqlparser::ast::{
@@ -92,6 +94,13 @@ pub enum TranslateError {
 /// statement of the same shape when one was seen before ([`cache`]).
 pub fn translate(statement: &SqlText) -> Result<Translation, TranslateError> {
     cache::translate(statement, translate_uncached).0
+}
+
+/// Translates one statement of a simple query as [`translate`] does, with the integer literals
+/// in its value positions lifted into parameters: the SQLite text is the same for every
+/// statement of its shape (one prepared statement), run with the returned values bound.
+pub fn translate_lifting(statement: &SqlText) -> Result<(Translation, Vec<i64>), TranslateError> {
+    cache::translate_lifting(statement, translate_uncached).0
 }
 
 /// Translates one PostgreSQL statement into SQLite statements, without the cache.

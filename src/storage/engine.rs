@@ -38,7 +38,7 @@ use std::sync::{Arc, Mutex};
 use openraft::EntryPayload;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::raft::types::{Command, Entry, LogId, NodeId, ProposalId, StoredMembership, WritePart};
 use crate::storage::catalog;
@@ -47,11 +47,13 @@ use crate::storage::constraint_error;
 use crate::storage::error::{EngineError, SqlError};
 use crate::storage::meta;
 use crate::storage::pg_functions;
-use crate::storage::policy::{self, ClientSqlGuard};
+use crate::storage::policy::ClientSqlGuard;
 use crate::storage::request::{Description, QueryResult, SqlValue, Statement, StatementResult};
 use crate::storage::rowid_alias;
 
+mod read_pool;
 mod transaction;
+use read_pool::ReadPool;
 use transaction::OpenTxn;
 pub use transaction::{TxnAnswer, TxnError, TxnStep};
 
@@ -189,6 +191,7 @@ impl Engine {
         let readers = Arc::new(ReadPool::open(
             &options.db_path,
             options.read_connections.max(1),
+            STATEMENT_CACHE,
         )?);
         let describer = Arc::new(Mutex::new(open_describe_connection(&options.db_path)?));
         if let Some(ids) = &options.ids {
@@ -200,7 +203,7 @@ impl Engine {
                 .map_err(|_| EngineError::Closed)?;
             let describe = describer.lock().map_err(|_| EngineError::Closed)?;
             for connection in std::iter::once(&conn)
-                .chain(pool.iter())
+                .chain(pool.iter().map(|reader| &reader.conn))
                 .chain([&*describe])
             {
                 crate::ids::sql::register(connection, ids)?;
@@ -287,8 +290,15 @@ impl Engine {
             .await?
     }
 
-    /// Runs one read-only statement on a read connection (committed data only).
+    /// Runs one read-only statement on a read connection (committed data only): on this
+    /// thread when it is short, else on the blocking pool ([`read_pool`]). Catalog queries
+    /// rebuild the catalog first, which is never short.
     pub async fn query(&self, statement: Statement) -> Result<QueryResult, ReadError> {
+        if !catalog::mentions_catalog(&statement.sql)
+            && let Some(answer) = self.readers.try_inline(|conn| run_query(conn, &statement))
+        {
+            return answer;
+        }
         self.readers
             .with_connection(move |conn| run_query(conn, &statement))
             .await
@@ -1182,73 +1192,6 @@ fn first_keyword(sql: &str) -> &str {
         .find(|c: char| !c.is_ascii_alphabetic())
         .unwrap_or(rest.len());
     &rest[..end]
-}
-
-/// A fixed set of read-only connections. Reads wait for a free connection (back-pressure).
-struct ReadPool {
-    connections: Mutex<Vec<Connection>>,
-    /// One per pooled connection; a reader's permit travels with its connection into the
-    /// blocking task, so a caller that gives up waiting (a cancelled RPC) cannot free a permit
-    /// while its connection is still in use.
-    permits: Arc<Semaphore>,
-}
-
-impl ReadPool {
-    fn open(path: &Path, size: usize) -> Result<ReadPool, EngineError> {
-        let mut connections = Vec::with_capacity(size);
-        for _ in 0..size {
-            let conn = Connection::open_with_flags(
-                path,
-                OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-            )?;
-            let mut conn = conn;
-            conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-            // No `query_only`: the catalog rebuild writes the attached in-memory databases.
-            // The authorizer keeps everything else read-only, and `run_query` refuses any
-            // statement that is not.
-            catalog::attach(&conn)?;
-            conn.execute_batch("PRAGMA busy_timeout=5000;")?;
-            pg_functions::register(&conn)?;
-            conn.authorizer(Some(policy::read_only_policy))?;
-            connections.push(conn);
-        }
-        Ok(ReadPool {
-            connections: Mutex::new(connections),
-            permits: Arc::new(Semaphore::new(size)),
-        })
-    }
-
-    /// Runs `f` on a pooled connection on the blocking thread pool. The mutex is held only to
-    /// take and return a connection, never across an await.
-    async fn with_connection<T: Send + 'static>(
-        self: &Arc<Self>,
-        f: impl FnOnce(&Connection) -> T + Send + 'static,
-    ) -> Result<T, EngineError> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| EngineError::Closed)?;
-        let conn = self
-            .connections
-            .lock()
-            .map_err(|_| EngineError::Closed)?
-            .pop()
-            .ok_or(EngineError::Closed)?;
-        let pool = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let result = f(&conn);
-            if let Ok(mut connections) = pool.connections.lock() {
-                connections.push(conn);
-            }
-            // Only now may another reader take a connection.
-            drop(permit);
-            result
-        })
-        .await
-        .map_err(|e| EngineError::Io(std::io::Error::other(e)))
-    }
 }
 
 #[cfg(test)]

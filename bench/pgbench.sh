@@ -8,6 +8,10 @@
 # PGB_SCALE through a follower; then for DURATION seconds each, -c PGB_CLIENTS -j PGB_THREADS:
 #   phalanx_tpcb_leader / phalanx_tpcb_follower   (clients connected to the leader / a follower)
 #   phalanx_select_leader / phalanx_select_follower (-S; reads are linearizable, the default)
+#   phalanx_select_leader_local (-S on the leader with the dispatcher weights set to serve
+#     every read there: leader 1, others 0 — what an operator sets when the nodes share a host)
+# Every connection runs without TLS (PGSSLMODE=disable), as the peers' servers do (initdb's
+# default ssl=off): a TLS session would charge Phalanx alone for encryption.
 # Every wait is bounded. The machine is shared and noisy: compare ratios from one run.
 # Env: DURATION (30), PGB_SCALE (10), PGB_CLIENTS (8), PGB_THREADS (2), BASE_PORT (26100),
 #      SKIP_BUILD=1, SKIP_PEERS=1 (Phalanx only), KEEP=1 (keep the temp dir).
@@ -21,6 +25,7 @@ BASE_PORT=${BASE_PORT:-26100}
 PGBENCH=${PGBENCH:-/usr/lib/postgresql/15/bin/pgbench}
 PEERS="$ROOT/../shared/peers"
 
+export PGSSLMODE=disable
 log() { echo "[$(date +%H:%M:%S)] $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 [ -x "$PGBENCH" ] || die "$PGBENCH missing (apt-get install postgresql-15)"
@@ -93,6 +98,13 @@ run phalanx_tpcb_leader "$LEADER_PORT"
 run phalanx_tpcb_follower "$FOLLOWER_PORT"
 run phalanx_select_leader "$LEADER_PORT" -S
 run phalanx_select_follower "$FOLLOWER_PORT" -S
+LEADER_HTTP=$(jq -r ".nodes[] | select(.id == $LEADER) | .http" "$RUN_DIR/cluster/cluster.json")
+jq -c --argjson leader "$LEADER" \
+  '{weights: (.nodes | map({key: (.id | tostring), value: (if .id == $leader then 1 else 0 end)}) | from_entries)}' \
+  "$RUN_DIR/cluster/cluster.json" \
+  | curl -s --max-time 10 -XPUT "http://$LEADER_HTTP/v1/dispatcher" -d @- >/dev/null \
+  || die "PUT /v1/dispatcher failed"
+run phalanx_select_leader_local "$LEADER_PORT" -S
 
 # The invariant of TPC-B on every node: every delta is in all three balances.
 for port in $(jq -r '.nodes[].pg' "$RUN_DIR/cluster/cluster.json" | cut -d: -f2); do

@@ -162,11 +162,19 @@ fn canonical(name: &str) -> Option<&'static str> {
         other => other,
     }
     .to_ascii_lowercase();
-    defaults(std::time::Duration::ZERO)
-        .into_iter()
-        .map(|(n, _)| n)
+    SETTING_NAMES
+        .iter()
+        .copied()
         .find(|n| n.eq_ignore_ascii_case(&lower))
 }
+
+/// The names of [`defaults`], listed once (a lookup per statement must not rebuild them).
+static SETTING_NAMES: std::sync::LazyLock<Vec<&'static str>> = std::sync::LazyLock::new(|| {
+    defaults(std::time::Duration::ZERO)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+});
 
 impl Settings {
     /// Defaults (`max_lag_default`: this node's `read_max_lag_ms`), then the startup
@@ -198,6 +206,9 @@ impl Settings {
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
+        if let Some(value) = self.values.get(name) {
+            return Some(value); // Already the canonical spelling.
+        }
         canonical(name).and_then(|n| self.values.get(n).map(String::as_str))
     }
 

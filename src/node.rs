@@ -427,8 +427,16 @@ async fn join_cluster(through: String, id: u64, addr: NodeAddr) {
 async fn register_addresses(d: Dispatcher, addr: NodeAddr, mut stop: watch::Receiver<bool>) {
     use openraft::type_config::async_runtime::WatchReceiver;
     let mut metrics = d.raft.metrics();
+    // The membership (by its log id) last found to hold this node's addresses: metrics change
+    // with every commit and heartbeat, the membership rarely.
+    let mut registered_in = None;
     loop {
-        let registered = membership::current_membership(&d).get(&d.node_id) == Some(&addr);
+        let membership_id = *metrics.borrow_watched().membership_config.log_id();
+        let registered = registered_in.as_ref() == Some(&membership_id)
+            || membership::current_membership(&d).get(&d.node_id) == Some(&addr);
+        if registered {
+            registered_in = Some(membership_id);
+        }
         let ready = {
             let m = metrics.borrow_watched();
             // Change membership only once the current one is committed, or openraft refuses.

@@ -76,8 +76,12 @@ pub fn translate(
     statement: &SqlText,
     fresh: impl Fn(&SqlText) -> Result<Translation, TranslateError>,
 ) -> (Result<Translation, TranslateError>, Lookup) {
-    let (result, lookup) = translate_with_template(statement, fresh);
-    (result.map(|(translation, _)| translation), lookup)
+    let (found, lookup) = find(statement, fresh);
+    let translation = found.map(|found| match found {
+        Found::Translated(translation) => translation,
+        Found::Template(template, literals) => template.fill(&literals),
+    });
+    (translation, lookup)
 }
 
 /// Translates `statement` as [`translate`] does, then lifts the literals its template found in
@@ -92,31 +96,33 @@ pub fn translate_lifting(
         .tokens
         .iter()
         .any(|t| matches!(t.kind, TokenKind::Param(_)));
-    let (result, lookup) = translate_with_template(statement, fresh);
-    let lifted = result.map(|(translation, template)| match template {
-        Some((template, literals)) if !has_params => template.fill_lifted(&literals),
-        _ => (translation, Vec::new()),
+    let (found, lookup) = find(statement, fresh);
+    let lifted = found.map(|found| match found {
+        Found::Translated(translation) => (translation, Vec::new()),
+        Found::Template(template, literals) if has_params => (template.fill(&literals), Vec::new()),
+        Found::Template(template, literals) => template.fill_lifted(&literals),
     });
     (lifted, lookup)
 }
 
-type Filled<'a> = (Translation, Option<(Arc<Template>, Vec<&'a str>)>);
+/// A statement's translation, or the template and literals that fill it in.
+enum Found<'a> {
+    Translated(Translation),
+    Template(Arc<Template>, Vec<&'a str>),
+}
 
-/// The translation, and the template and literals it was filled from when there are some.
-fn translate_with_template<'a>(
+/// Looks `statement`'s shape up, storing (or refusing) the shape on a miss.
+fn find<'a>(
     statement: &'a SqlText,
     fresh: impl Fn(&SqlText) -> Result<Translation, TranslateError>,
-) -> (Result<Filled<'a>, TranslateError>, Lookup) {
+) -> (Result<Found<'a>, TranslateError>, Lookup) {
     let Some((shape, literals)) = shape_of(statement) else {
-        return (fresh(statement).map(|t| (t, None)), Lookup::Fresh);
+        return (fresh(statement).map(Found::Translated), Lookup::Fresh);
     };
     let known = lock().get(&shape).cloned();
     match known {
-        Some(Some(template)) => (
-            Ok((template.fill(&literals), Some((template, literals)))),
-            Lookup::Hit,
-        ),
-        Some(None) => (fresh(statement).map(|t| (t, None)), Lookup::Fresh),
+        Some(Some(template)) => (Ok(Found::Template(template, literals)), Lookup::Hit),
+        Some(None) => (fresh(statement).map(Found::Translated), Lookup::Fresh),
         None => {
             let real = match fresh(statement) {
                 Ok(real) => real,
@@ -129,8 +135,8 @@ fn translate_with_template<'a>(
                 .map(|template| Arc::new(template.with_lifted(&shape, literals.len())));
             lock().insert(shape, template.clone());
             match template {
-                Some(template) => (Ok((real, Some((template, literals)))), Lookup::Stored),
-                None => (Ok((real, None)), Lookup::Fresh),
+                Some(template) => (Ok(Found::Template(template, literals)), Lookup::Stored),
+                None => (Ok(Found::Translated(real)), Lookup::Fresh),
             }
         }
     }

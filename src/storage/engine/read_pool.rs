@@ -30,10 +30,6 @@ pub const INLINE_BUDGET: Duration = Duration::from_micros(200);
 /// SQLite virtual-machine steps between two looks at the clock (a few microseconds).
 const STEPS_BETWEEN_CHECKS: i32 = 1000;
 
-/// How much of the database file a read connection maps into memory: pages inside it are read
-/// in place instead of copied in by a `pread` each (a point read needs two or three). Address
-/// space, not memory: the pages are the kernel's page cache, shared by every connection.
-const MMAP_BYTES: i64 = 1 << 30;
 /// How long a read on the blocking pool waits for a busy database.
 const BUSY_WAIT: Duration = Duration::from_secs(5);
 
@@ -125,7 +121,6 @@ impl ReadPool {
             // statement that is not.
             catalog::attach(&conn)?;
             conn.busy_handler(Some(on_busy))?;
-            conn.pragma_update(None, "mmap_size", MMAP_BYTES)?;
             pg_functions::register(&conn)?;
             conn.authorizer(Some(policy::read_only_policy))?;
             let deadline = Arc::new(Deadline::default());

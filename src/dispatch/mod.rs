@@ -405,7 +405,10 @@ impl Dispatcher {
 
     /// The members that may serve reads, with their addresses.
     fn read_members(&self) -> Vec<(NodeId, NodeAddr)> {
-        let m = metrics::snapshot(&self.raft);
+        use openraft::type_config::async_runtime::WatchReceiver;
+        // Borrowed, not cloned: this runs for every read.
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
         m.membership_config
             .membership()
             .nodes()

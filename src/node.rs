@@ -431,19 +431,22 @@ async fn register_addresses(d: Dispatcher, addr: NodeAddr, mut stop: watch::Rece
     // with every commit and heartbeat, the membership rarely.
     let mut registered_in = None;
     loop {
-        let membership_id = *metrics.borrow_watched().membership_config.log_id();
-        let registered = registered_in.as_ref() == Some(&membership_id)
+        let (membership_id, ready) = {
+            let m = metrics.borrow_watched();
+            let membership_id = *m.membership_config.log_id();
+            // Change membership only once the current one is committed, or openraft refuses.
+            let membership_committed =
+                membership_id.map(|l| l.index) <= m.local_committed.map(|l| l.index);
+            (
+                membership_id,
+                m.current_leader.is_some() && membership_committed,
+            )
+        };
+        let registered = registered_in == Some(membership_id)
             || membership::current_membership(&d).get(&d.node_id) == Some(&addr);
         if registered {
             registered_in = Some(membership_id);
         }
-        let ready = {
-            let m = metrics.borrow_watched();
-            // Change membership only once the current one is committed, or openraft refuses.
-            let membership_committed = m.membership_config.log_id().as_ref().map(|l| l.index)
-                <= m.local_committed.map(|l| l.index);
-            m.current_leader.is_some() && membership_committed
-        };
         if ready && !registered {
             let request = MembershipRequest::SetAddr {
                 id: d.node_id,

@@ -475,8 +475,8 @@ mod tests {
         assert!(parse(BytesMut::from(&[0u8; 8][..])).is_none());
     }
 
-    /// Many calls at once over one in-memory connection, answered out of order, each
-    /// getting its own reply; the server's refusals and an unknown method reach the caller.
+    /// A call whose caller gives up (here: a timeout) sends a cancel frame, and the server
+    /// drops the handler that was still running it.
     #[tokio::test]
     async fn a_call_given_up_drops_its_handler_on_the_server() {
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);
@@ -509,6 +509,8 @@ mod tests {
             .expect("the server dropped the handler after the cancel");
     }
 
+    /// Many calls at once over one in-memory connection, answered out of order, each
+    /// getting its own reply; the server's refusals and an unknown method reach the caller.
     #[tokio::test]
     async fn concurrent_calls_get_their_own_replies() {
         let (client_io, server_io) = tokio::io::duplex(64 * 1024);

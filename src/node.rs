@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use crate::config::{NodeConfig, parse_initial_cluster};
 use crate::dispatch::balance::{BalancerError, BalancerSettings, ReadBalancer, parse_weights};
 use crate::dispatch::health::{Health, HealthSettings};
+use crate::dispatch::lease::LeaseReads;
 use crate::dispatch::write::{PipelineSettings, WritePipeline};
 use crate::dispatch::{Dispatcher, Timeouts};
 use crate::frontend::http::{self, HttpState};
@@ -203,6 +204,10 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
         peers: peers.clone(),
         transactions: Default::default(),
         read_index_rounds: Default::default(),
+        lease_reads: Arc::new(LeaseReads::new(
+            config.lease_reads,
+            Duration::from_millis(config.election_timeout_max_ms),
+        )),
         balancer: Arc::new(ReadBalancer::new(balancer_settings(&config)?, config.id)?),
         local_load: Default::default(),
         staleness: Default::default(),

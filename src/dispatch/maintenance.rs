@@ -94,7 +94,7 @@ pub async fn hand_off_if_drained(d: &Dispatcher, last: &mut Option<Instant>) {
         }
         HandOff::To(to) => {
             *last = Some(now);
-            match d.raft.trigger().transfer_leader(to).await {
+            match d.lease_reads.transfer_leader(&d.raft, to).await {
                 Ok(()) => tracing::info!(from = d.node_id, to, "drained: handing leadership over"),
                 Err(e) => tracing::warn!(to, error = %e, "drained: leadership hand-off failed"),
             }

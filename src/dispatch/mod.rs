@@ -14,6 +14,7 @@
 pub mod balance;
 pub mod error;
 pub mod health;
+pub mod lease;
 pub mod load;
 pub mod maintenance;
 pub mod routing;
@@ -104,6 +105,9 @@ pub struct Dispatcher {
     pub transactions: Arc<OpenTransactions>,
     /// Shares a follower's read-index requests to the leader among concurrent reads.
     pub read_index_rounds: Arc<ReadIndexRounds>,
+    /// Answers the leader's own linearizable reads from its lease, and starts every leadership
+    /// transfer (which must close that path first).
+    pub lease_reads: Arc<lease::LeaseReads>,
     /// Picks the node each autocommit read runs on, and counts what each node served.
     pub balancer: Arc<balance::ReadBalancer>,
     /// Which nodes may serve reads.
@@ -564,6 +568,12 @@ impl Dispatcher {
 
     /// Leader side of a read index request.
     pub async fn local_read_index(&self, deadline: Instant) -> Result<LogIndex, RequestError> {
+        if let Some(index) = self
+            .lease_reads
+            .read_index(&self.raft, self.engine.applied_log_id())
+        {
+            return Ok(index);
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         // With leases: a quorum acknowledgement younger than the lease suffices; an older one
         // makes the leader send heartbeats now and wait for a fresh one. Without: always a

@@ -168,8 +168,8 @@ pub async fn apply_on_leader(
                     "node {to} is not a voter"
                 )));
             }
-            raft.trigger()
-                .transfer_leader(to)
+            d.lease_reads
+                .transfer_leader(raft, to)
                 .await
                 .map_err(|e| MembershipError::Failed(e.to_string()))
         }

@@ -278,6 +278,11 @@ impl Engine {
         self.visible.clone()
     }
 
+    /// The log id of the last committed applied entry.
+    pub fn applied_log_id(&self) -> Option<LogId> {
+        *self.visible.borrow()
+    }
+
     /// The index of the last committed applied entry (0 before any).
     pub fn applied_index(&self) -> crate::raft::types::LogIndex {
         self.visible.borrow().map(|l| l.index).unwrap_or(0)

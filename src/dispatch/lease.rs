@@ -36,6 +36,8 @@ pub struct LeaseReads {
     transfers_in_flight: AtomicUsize,
     /// The highest term in which a transfer was requested (0: none).
     transferred_term: AtomicU64,
+    /// Read indexes answered from the lease.
+    served: AtomicU64,
 }
 
 /// What [`lease_holds`] decides on, read at one moment.
@@ -69,6 +71,7 @@ impl LeaseReads {
             lease,
             transfers_in_flight: AtomicUsize::new(0),
             transferred_term: AtomicU64::new(0),
+            served: AtomicU64::new(0),
         }
     }
 
@@ -90,7 +93,16 @@ impl LeaseReads {
             transfer_in_flight: self.transfers_in_flight.load(Ordering::SeqCst) > 0,
             transferred_term: self.transferred_term.load(Ordering::SeqCst),
         };
-        lease_holds(view, self.lease).then(|| applied.map(|l| l.index).unwrap_or(0))
+        if !lease_holds(view, self.lease) {
+            return None;
+        }
+        self.served.fetch_add(1, Ordering::Relaxed);
+        Some(applied.map(|l| l.index).unwrap_or(0))
+    }
+
+    /// How many read indexes this node answered from its lease since it started.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// Asks openraft to hand leadership to `to`, closing the fast path for the current term

@@ -85,6 +85,13 @@ pub async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     );
     family(
         &mut out,
+        "phalanx_lease_read_indexes_total",
+        "counter",
+        "Linearizable read indexes this node answered as leader from its own lease, without a trip through openraft's core.",
+        &one(d.lease_reads.served() as f64),
+    );
+    family(
+        &mut out,
         "phalanx_raft_log_bytes_written_total",
         "counter",
         "Bytes written to the Raft log.",

@@ -223,7 +223,6 @@ pub async fn start(config: NodeConfig, mut stop: watch::Receiver<bool>) -> Resul
             read: Duration::from_millis(config.read_timeout_ms),
             leader_wait: Duration::from_millis(3 * config.election_timeout_max_ms),
             leader_silence: Duration::from_millis(config.election_timeout_max_ms),
-            lease_reads: config.lease_reads,
         },
         leader_contact: LeaderContact::new(),
     };

@@ -100,6 +100,12 @@ impl LeaseReads {
         Some(applied.map(|l| l.index).unwrap_or(0))
     }
 
+    /// Whether linearizable reads may trust the leader lease at all (`lease_reads`); without,
+    /// every read index takes a quorum round.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
     /// How many read indexes this node answered from its lease since it started.
     pub fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)

@@ -86,9 +86,6 @@ pub struct Timeouts {
     pub leader_wait: Duration,
     /// A leader silent for longer than this is presumed gone (the election timeout).
     pub leader_silence: Duration,
-    /// Linearizable reads trust the leader's lease (a quorum acknowledged it within the lease,
-    /// so no other leader can exist yet) instead of a quorum round per read.
-    pub lease_reads: bool,
 }
 
 /// Routes requests; one per node, cheap to clone.
@@ -578,7 +575,7 @@ impl Dispatcher {
         // With leases: a quorum acknowledgement younger than the lease suffices; an older one
         // makes the leader send heartbeats now and wait for a fresh one. Without: always a
         // fresh quorum round (ReadIndex).
-        let option = if self.timeouts.lease_reads {
+        let option = if self.lease_reads.enabled() {
             openraft::raft::linearizable_read::LinearizerOption::new(None, true)
         } else {
             openraft::ReadPolicy::ReadIndex.into()

@@ -285,7 +285,7 @@ impl Engine {
 
     /// The index of the last committed applied entry (0 before any).
     pub fn applied_index(&self) -> crate::raft::types::LogIndex {
-        self.visible.borrow().map(|l| l.index).unwrap_or(0)
+        self.applied_log_id().map(|l| l.index).unwrap_or(0)
     }
 
     /// Applied log id and membership as committed on disk.

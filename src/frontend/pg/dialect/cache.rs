@@ -261,19 +261,15 @@ impl Template {
         let (Some(values), [pieces]) = (values, self.statements.as_slice()) else {
             return (self.fill(literals), Vec::new());
         };
-        let mut sql = String::new();
-        for piece in pieces {
-            match piece {
-                Piece::Text(text) => sql.push_str(text),
-                Piece::Literal(i) => match self.lifted.iter().position(|l| l == i) {
-                    Some(position) => {
-                        sql.push('?');
-                        sql.push_str(&(position + 1).to_string());
-                    }
-                    None => sql.push_str(literals.get(*i).copied().unwrap_or("")),
-                },
+        let sql = render(pieces, |sql, i| {
+            match self.lifted.iter().position(|l| *l == i) {
+                Some(position) => {
+                    sql.push('?');
+                    sql.push_str(&(position + 1).to_string());
+                }
+                None => sql.push_str(literals.get(i).copied().unwrap_or("")),
             }
-        }
+        });
         let translation = Translation {
             statements: vec![sql],
             tag: self.tag.clone(),
@@ -286,16 +282,11 @@ impl Template {
         let statements = self
             .statements
             .iter()
+            // Indexes were checked against the literal count when stored.
             .map(|pieces| {
-                let mut sql = String::new();
-                for piece in pieces {
-                    match piece {
-                        Piece::Text(text) => sql.push_str(text),
-                        // Indexes were checked against the literal count when stored.
-                        Piece::Literal(i) => sql.push_str(literals.get(*i).copied().unwrap_or("")),
-                    }
-                }
-                sql
+                render(pieces, |sql, i| {
+                    sql.push_str(literals.get(i).copied().unwrap_or(""))
+                })
             })
             .collect();
         Translation {
@@ -304,6 +295,18 @@ impl Template {
             column_decltypes: self.column_decltypes.clone(),
         }
     }
+}
+
+/// One statement's text from its pieces, `literal` writing each literal's place.
+fn render(pieces: &[Piece], mut literal: impl FnMut(&mut String, usize)) -> String {
+    let mut sql = String::new();
+    for piece in pieces {
+        match piece {
+            Piece::Text(text) => sql.push_str(text),
+            Piece::Literal(i) => literal(&mut sql, *i),
+        }
+    }
+    sql
 }
 
 /// The literals (by index) of which some copy sits inside a quoted string or name of the

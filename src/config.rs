@@ -51,7 +51,7 @@ pub struct NodeConfig {
     pub write_timeout_ms: u64,
     pub read_timeout_ms: u64,
     /// An explicit transaction idle (waiting for its client's next statement) for longer than
-    /// this is rolled back: while it is open every other write waits.
+    /// this is rolled back: while it is open it holds the rows it changed.
     pub txn_idle_timeout_ms: u64,
     /// Concurrent SQLite read connections.
     pub read_connections: usize,

@@ -102,7 +102,9 @@ async fn transactions_on_a_follower_commit_roll_back_and_isolate() {
         .collect();
     assert_eq!(ids, ["1", "2", "10", "12"]);
 
-    // Concurrent transfers from two nodes serialize: the total is conserved.
+    // Concurrent transfers from two nodes, in opposite directions: each waits for the rows the
+    // other changed, as under PostgreSQL's row locks; a cycle of waits is a deadlock (40P01,
+    // the transaction rolled back) which the worker retries. The total is conserved.
     let mut tasks = Vec::new();
     for (worker, at) in [node, other, node, other].into_iter().enumerate() {
         let (mut c, conn) = connect(&cluster, at).await.expect("connect worker");
@@ -113,20 +115,29 @@ async fn transactions_on_a_follower_commit_roll_back_and_isolate() {
                 } else {
                     (2, 1)
                 };
-                let t = c.transaction().await.expect("begin");
-                t.execute(
-                    "UPDATE acct SET balance = balance - 1 WHERE id = $1",
-                    &[&from],
-                )
-                .await
-                .expect("debit");
-                t.execute(
-                    "UPDATE acct SET balance = balance + 1 WHERE id = $1",
-                    &[&to],
-                )
-                .await
-                .expect("credit");
-                t.commit().await.expect("commit");
+                for attempt in 0.. {
+                    assert!(attempt < 50, "a transfer kept failing");
+                    let t = c.transaction().await.expect("begin");
+                    let moved = async {
+                        t.execute(
+                            "UPDATE acct SET balance = balance - 1 WHERE id = $1",
+                            &[&from],
+                        )
+                        .await?;
+                        t.execute(
+                            "UPDATE acct SET balance = balance + 1 WHERE id = $1",
+                            &[&to],
+                        )
+                        .await?;
+                        t.commit().await
+                    }
+                    .await;
+                    match moved {
+                        Ok(()) => break,
+                        Err(e) if code(&e) == "40P01" => continue,
+                        Err(e) => panic!("transfer: {e}"),
+                    }
+                }
             }
             drop(conn);
         }));
@@ -371,13 +382,14 @@ async fn idle_and_abandoned_transactions_release_the_writers() {
         .await
         .expect("create");
 
-    // Idle: the blocked autocommit write completes once the timeout rolls the holder back.
+    // Idle: a write to the row the transaction holds completes once the timeout rolls the
+    // holder back.
     client
         .batch_execute("BEGIN; INSERT INTO t VALUES (1)")
         .await
         .expect("open a transaction");
     let (status, body) = cluster
-        .execute(node, &[("INSERT INTO t VALUES (2)", json!([]))])
+        .execute(node, &[("INSERT INTO t VALUES (1)", json!([]))])
         .await;
     assert_eq!(
         status, 200,
@@ -390,7 +402,7 @@ async fn idle_and_abandoned_transactions_release_the_writers() {
     assert_eq!(code(&error), "40001", "{error}");
     client.batch_execute("ROLLBACK").await.expect("rollback");
 
-    // Abandoned: a client gone mid-transaction releases the writer without waiting.
+    // Abandoned: a client gone mid-transaction releases its rows without waiting.
     let (holder, holder_connection) = connect(&cluster, node).await.expect("connect holder");
     holder
         .batch_execute("BEGIN; INSERT INTO t VALUES (4)")
@@ -400,7 +412,7 @@ async fn idle_and_abandoned_transactions_release_the_writers() {
     let _ = holder_connection.await;
     let started = std::time::Instant::now();
     let (status, body) = cluster
-        .execute(node, &[("INSERT INTO t VALUES (5)", json!([]))])
+        .execute(node, &[("INSERT INTO t VALUES (4)", json!([]))])
         .await;
     assert_eq!(status, 200, "{body}");
     assert!(
@@ -409,11 +421,11 @@ async fn idle_and_abandoned_transactions_release_the_writers() {
          timeout (took {:?})",
         started.elapsed()
     );
-    eventually(Duration::from_secs(10), "ids 2 and 5 only", || async {
+    eventually(Duration::from_secs(10), "ids 1 and 4 only", || async {
         let (_, body) = cluster
             .query(node, "SELECT id FROM t ORDER BY id", "linearizable")
             .await;
-        if body["rows"] == json!([[2], [5]]) {
+        if body["rows"] == json!([[1], [4]]) {
             Ok(())
         } else {
             Err(body)
@@ -422,7 +434,7 @@ async fn idle_and_abandoned_transactions_release_the_writers() {
     .await;
 }
 
-/// CancelRequest: a statement waiting behind another session's transaction stops at once with
+/// CancelRequest: a statement waiting for a row another session's transaction holds stops at once with
 /// 57014, and never runs afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_canceled_statement_stops_waiting_and_never_runs() {
@@ -433,32 +445,37 @@ async fn a_canceled_statement_stops_waiting_and_never_runs() {
     let (holder, _h) = connect(&cluster, leader).await.expect("connect holder");
     let (waiter, _w) = connect(&cluster, leader).await.expect("connect waiter");
     holder
-        .batch_execute("CREATE TABLE t(id INTEGER PRIMARY KEY); BEGIN; INSERT INTO t VALUES (1)")
+        .batch_execute(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER); INSERT INTO t VALUES (1, 0);
+             BEGIN; UPDATE t SET v = 1 WHERE id = 1",
+        )
         .await
-        .expect("hold the writer");
+        .expect("hold row 1");
     let cancel = waiter.cancel_token();
     let blocked = tokio::spawn(async move {
-        let result = waiter.batch_execute("INSERT INTO t VALUES (2)").await;
+        let result = waiter
+            .batch_execute("UPDATE t SET v = v + 10 WHERE id = 1")
+            .await;
         (waiter, result)
     });
-    // Cancel once the insert is waiting (it cannot finish while the holder's transaction is
-    // open, so repeating the cancel until the insert returns is safe).
+    // Cancel once the update is waiting (it cannot finish while the holder's transaction owns
+    // the row, so repeating the cancel until the update returns is safe).
     cancel_until_finished(&cancel, &blocked).await;
     let (waiter, result) = blocked.await.expect("join");
     let error = result.expect_err("canceled");
     assert_eq!(code(&error), "57014", "{error}");
     holder.batch_execute("COMMIT").await.expect("commit");
     waiter
-        .batch_execute("INSERT INTO t VALUES (3)")
+        .batch_execute("INSERT INTO t VALUES (3, 0)")
         .await
         .expect("the session goes on");
     let ids = waiter
-        .simple_query("SELECT id FROM t ORDER BY id")
+        .simple_query("SELECT id || ':' || v FROM t ORDER BY id")
         .await
         .expect("ids");
     let ids: Vec<String> = rows(&ids)
         .into_iter()
         .filter_map(|r| r[0].clone())
         .collect();
-    assert_eq!(ids, ["1", "3"], "the canceled insert never ran");
+    assert_eq!(ids, ["1:1", "3:0"], "the canceled update never ran");
 }

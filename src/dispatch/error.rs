@@ -27,6 +27,10 @@ pub enum RequestError {
     /// a statement rolled it back): nothing of it was applied; the client may retry it.
     #[error("transaction rolled back: {0}")]
     TransactionLost(String),
+    /// The interactive transaction waited for rows that a transaction waiting for it owns: it
+    /// was rolled back to break the cycle.
+    #[error("deadlock: {0}")]
+    Deadlock(String),
     /// The deadline passed.
     #[error("timed out: {0}")]
     Timeout(String),

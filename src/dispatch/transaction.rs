@@ -204,7 +204,10 @@ impl Dispatcher {
             let _ = send_step(&steps, TxnStep::Rollback).await;
             self.transactions.remove(id);
         } else if ends
-            || matches!(outcome, Err(RequestError::TransactionLost(_)))
+            || matches!(
+                outcome,
+                Err(RequestError::TransactionLost(_) | RequestError::Deadlock(_))
+            )
             || steps.is_closed()
         {
             self.transactions.remove(id);

@@ -2,36 +2,41 @@
 //! engine's open batch, proposes their effects to Raft together, and answers every client once
 //! the batch is committed and visible.
 //!
-//! Life of a batch (one task owns the loop, so batches never overlap; consecutive queued jobs
-//! form a *group* whose entries are proposed together, see [`propose_group`]):
-//! 1. take every queued request, up to [`MAX_BATCH`];
+//! Life of a batch (one task owns the loop, so batches never overlap; everything queued while
+//! the previous group was committing forms the next *group*, whose entries are proposed
+//! together, see [`propose_group`]):
+//! 1. take every queued request and COMMIT, up to [`MAX_BATCH`];
 //! 2. check this node leads and has applied its own term's first entry (so no earlier leader's
 //!    entry can still be ahead of what it executes);
 //! 3. [`Engine::execute`] runs each request in a savepoint of the open transaction, with one
-//!    session recording the changes of all of them;
-//! 4. the batch's combined effects become one Raft entry (`Raft::client_write`): one log
-//!    append, one fsync, one replication round and one apply on each follower for the batch;
-//! 5. when the entry is applied the engine commits; if the proposal failed, the batch is
+//!    session recording the changes of all of them; a request touching a row that an open
+//!    interactive transaction owns is undone and queued again once a transaction ends;
+//! 4. the batch's combined effects become one Raft entry, each COMMIT one more
+//!    (`Raft::client_write_many`): one log append, one fsync, one replication round and one
+//!    apply on each follower for the group;
+//! 5. when the entries are applied the engine commits; if a proposal failed, the batch is
 //!    rolled back ([`Engine::abort_batch`]) keeping what Raft did commit;
 //! 6. each client gets its own result, or `OutcomeUnknown` if the entry was lost to a leader
 //!    change (or `NotLeader`, retried elsewhere, if it was refused before being appended).
 //!
-//! An interactive transaction (PostgreSQL `BEGIN ... COMMIT`) takes its turn in the same queue
-//! ([`WritePipeline::begin_transaction`]): when its turn comes the loop opens it in the engine
-//! and then serves only its steps — other writes wait, as they would for SQLite's one writer —
-//! until it commits (proposed like a batch), rolls back, or stays idle longer than
-//! `txn_idle_timeout` (rolled back, so one forgotten session cannot stall every writer).
+//! An interactive transaction (PostgreSQL `BEGIN ... COMMIT`) is served by a task of its own
+//! ([`WritePipeline::begin_transaction`]): its statements run in the engine as they arrive,
+//! interleaved with other transactions' and batches (`storage::engine` parks and resumes them
+//! and keeps their row locks); a statement that must wait for another transaction's rows is
+//! sent again when a transaction ends. Only its COMMIT goes through the queue, so its entry
+//! takes its place in the log order the engine executed. It is rolled back when its session
+//! goes away, when leadership moves, or after `txn_idle_timeout` without a step.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use openraft::errors::ClientWriteError;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::dispatch::error::RequestError;
 use crate::raft::types::{Command, LogIndex, Raft};
-use crate::storage::engine::{Engine, ExecutedBatch, TxnAnswer, TxnError, TxnStep};
+use crate::storage::engine::{Engine, ExecutedBatch, TxnAnswer, TxnError, TxnId, TxnStep};
 use crate::storage::error::SqlError;
 use crate::storage::request::{Statement, StatementResult};
 use futures::StreamExt;
@@ -52,7 +57,7 @@ pub struct PipelineSettings {
     /// and refuses new writes instead of proposing entries that cannot commit.
     pub leader_lease: Duration,
     /// An interactive transaction waiting longer than this for its client's next step is
-    /// rolled back: while it is open no other write can run.
+    /// rolled back: while it is open it holds the rows it changed.
     pub txn_idle_timeout: Duration,
 }
 
@@ -85,11 +90,8 @@ pub type TxnSteps = mpsc::Sender<(TxnStep, TxnReply)>;
 enum Job {
     /// An autocommit transaction: batched with its neighbours.
     Write(Vec<Statement>, Reply),
-    /// An interactive transaction waiting for its turn.
-    Transaction {
-        steps: mpsc::Receiver<(TxnStep, TxnReply)>,
-        begun: oneshot::Sender<Result<(), RequestError>>,
-    },
+    /// The COMMIT of an open interactive transaction: its effects join the group like a batch.
+    Commit { id: TxnId, reply: TxnReply },
 }
 
 /// Handle to submit transactions to this node's pipeline (only useful while it leads).
@@ -97,6 +99,10 @@ enum Job {
 pub struct WritePipeline {
     queue: mpsc::Sender<Job>,
     counters: Arc<Counters>,
+    raft: Raft,
+    engine: Engine,
+    settings: PipelineSettings,
+    next_txn: Arc<AtomicU64>,
 }
 
 /// How the pipeline has grouped its work since the node started.
@@ -119,8 +125,22 @@ impl WritePipeline {
     pub fn start(raft: Raft, engine: Engine, settings: PipelineSettings) -> WritePipeline {
         let (queue, rx) = mpsc::channel(QUEUE);
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(raft, engine, settings, rx, counters.clone()));
-        WritePipeline { queue, counters }
+        tokio::spawn(run(
+            raft.clone(),
+            engine.clone(),
+            settings,
+            rx,
+            queue.downgrade(),
+            counters.clone(),
+        ));
+        WritePipeline {
+            queue,
+            counters,
+            raft,
+            engine,
+            settings,
+            next_txn: Arc::new(AtomicU64::new(1)),
+        }
     }
 
     pub fn stats(&self) -> PipelineStats {
@@ -140,29 +160,47 @@ impl WritePipeline {
         rx.await.map_err(|_| stopped())?
     }
 
-    /// Queues an interactive transaction and waits (until `deadline`) for its turn: then it is
-    /// open in the engine and the returned sender drives it. Dropping the sender rolls it back.
+    /// Opens an interactive transaction in the engine once this node is ready to lead, and
+    /// returns the sender that drives it. Dropping the sender rolls it back.
     pub async fn begin_transaction(
         &self,
         deadline: std::time::Instant,
     ) -> Result<TxnSteps, RequestError> {
+        let opened = async {
+            wait_until_ready_to_lead(&self.raft, &self.engine, self.settings).await?;
+            let term = self
+                .raft
+                .as_leader()
+                .map(|l| l.leader_id().term)
+                .map_err(|f| RequestError::NotLeader {
+                    leader: f.leader_id,
+                })?;
+            let id = self.next_txn.fetch_add(1, Ordering::Relaxed);
+            self.engine
+                .transaction(id, TxnStep::Begin)
+                .await
+                .map_err(txn_request_error)?;
+            Ok::<_, RequestError>((id, term))
+        };
+        let (id, term) = match tokio::time::timeout_at(deadline.into(), opened).await {
+            Ok(opened) => opened?,
+            Err(_) => {
+                return Err(RequestError::Timeout(
+                    "the leader was not ready to begin a transaction in time".into(),
+                ));
+            }
+        };
         let (steps, steps_rx) = mpsc::channel(1);
-        let (begun, begun_rx) = oneshot::channel();
-        self.queue
-            .send(Job::Transaction {
-                steps: steps_rx,
-                begun,
-            })
-            .await
-            .map_err(|_| stopped())?;
-        match tokio::time::timeout_at(deadline.into(), begun_rx).await {
-            Ok(Ok(result)) => result.map(|()| steps),
-            Ok(Err(_)) => Err(stopped()),
-            // Dropping `steps` now makes the pipeline roll it back if it begins later.
-            Err(_) => Err(RequestError::Timeout(
-                "waited too long for other transactions to finish".into(),
-            )),
-        }
+        tokio::spawn(serve_transaction(
+            id,
+            term,
+            self.raft.clone(),
+            self.engine.clone(),
+            self.settings,
+            self.queue.downgrade(),
+            steps_rx,
+        ));
+        Ok(steps)
     }
 }
 
@@ -175,17 +213,14 @@ async fn run(
     engine: Engine,
     settings: PipelineSettings,
     mut rx: mpsc::Receiver<Job>,
+    queue: mpsc::WeakSender<Job>,
     counters: Arc<Counters>,
 ) {
     let mut unresolved: Option<Unresolved> = None;
-    let mut stash: Option<Job> = None;
     loop {
-        let first = match stash.take() {
+        let first = match rx.recv().await {
             Some(job) => job,
-            None => match rx.recv().await {
-                Some(job) => job,
-                None => return,
-            },
+            None => return,
         };
         let ready = async {
             settle_unresolved(&engine, &mut unresolved).await?;
@@ -193,49 +228,29 @@ async fn run(
         }
         .await;
         if let Err(e) = ready {
-            refuse(first, &mut rx, &mut stash, e);
+            refuse(first, &mut rx, e);
             continue;
         }
-        // Execute jobs back to back in the open batch while more are queued, then propose
-        // them together.
-        let started = tokio::time::Instant::now();
-        let mut group = Group::default();
+        // Everything queued (while the previous group was committing) forms this group: the
+        // autocommit writes one batch, each COMMIT an entry of its own, proposed together.
+        let mut writes = Vec::new();
+        let mut commits = Vec::new();
         let mut job = Some(first);
         while let Some(next) = job.take() {
-            let transaction = matches!(next, Job::Transaction { .. });
             match next {
-                Job::Write(statements, reply) => {
-                    let mut requests = vec![(statements, reply)];
-                    while requests.len() < MAX_BATCH {
-                        match rx.try_recv() {
-                            Ok(Job::Write(statements, reply)) => requests.push((statements, reply)),
-                            Ok(transaction) => {
-                                stash = Some(transaction); // its turn comes next
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    execute_batch(&engine, requests, &mut group).await;
-                }
-                Job::Transaction { steps, begun } => {
-                    run_transaction(&raft, &engine, settings, steps, begun, &mut group).await;
-                }
+                Job::Write(statements, reply) => writes.push((statements, reply)),
+                Job::Commit { id, reply } => commits.push((id, reply)),
             }
-            if group.jobs >= MAX_GROUP_JOBS || started.elapsed() >= MAX_GROUP_AGE {
-                break;
+            if writes.len() + commits.len() < MAX_BATCH {
+                job = rx.try_recv().ok();
             }
-            // A transaction holds the writer for its client's round trips: whatever queued
-            // meanwhile joins the group. Autocommit writes arriving behind a batch wait for the
-            // next group instead (they form its batch), so a stream of writes is not held back.
-            if stash.is_none() {
-                stash = rx.try_recv().ok();
-            }
-            let joins = transaction || matches!(stash, Some(Job::Transaction { .. }));
-            if !joins {
-                break;
-            }
-            job = stash.take();
+        }
+        let mut group = Group::default();
+        if !writes.is_empty() {
+            execute_batch(&engine, writes, &mut group, &queue).await;
+        }
+        for (id, reply) in commits {
+            commit_transaction(&engine, id, reply, &mut group, &queue).await;
         }
         counters.groups.fetch_add(1, Ordering::Relaxed);
         counters
@@ -245,40 +260,26 @@ async fn run(
     }
 }
 
-/// Answers a job (and, for a write, the writes queued behind it) with `error`.
-fn refuse(job: Job, rx: &mut mpsc::Receiver<Job>, stash: &mut Option<Job>, error: RequestError) {
-    match job {
-        Job::Write(_, reply) => {
-            let _ = reply.send(Err(error.clone()));
-            while let Ok(next) = rx.try_recv() {
-                match next {
-                    Job::Write(_, reply) => {
-                        let _ = reply.send(Err(error.clone()));
-                    }
-                    transaction => {
-                        *stash = Some(transaction);
-                        break;
-                    }
-                }
+/// Answers a job, and the jobs queued behind it, with `error`.
+fn refuse(job: Job, rx: &mut mpsc::Receiver<Job>, error: RequestError) {
+    let mut next = Some(job);
+    while let Some(job) = next.take() {
+        match job {
+            Job::Write(_, reply) => {
+                let _ = reply.send(Err(error.clone()));
+            }
+            Job::Commit { reply, .. } => {
+                let _ = reply.send(Err(error.clone()));
             }
         }
-        Job::Transaction { begun, .. } => {
-            let _ = begun.send(Err(error));
-        }
+        next = rx.try_recv().ok();
     }
 }
-
-/// Most jobs (batches or transactions) executed back to back before their entries are
-/// proposed together.
-const MAX_GROUP_JOBS: usize = 64;
-/// A group stops taking jobs once it is this old, bounding the wait of its first clients.
-const MAX_GROUP_AGE: Duration = Duration::from_millis(10);
 
 /// Jobs executed back to back in the engine's open batch, waiting to be proposed together
 /// (one `client_write_many`: appended in one go, in order, or refused together).
 #[derive(Default)]
 struct Group {
-    jobs: usize,
     batch_ids: Vec<u64>,
     commands: Vec<Command>,
     waiters: Vec<Waiter>,
@@ -302,7 +303,6 @@ enum Waiter {
 impl Group {
     /// Adds an executed job's entry (if it changed anything); returns (after, entry).
     fn add(&mut self, executed: ExecutedBatch) -> (usize, Option<usize>) {
-        self.jobs += 1;
         if !self.batch_ids.contains(&executed.batch_id) {
             self.batch_ids.push(executed.batch_id);
         }
@@ -318,7 +318,12 @@ impl Group {
     }
 }
 
-async fn execute_batch(engine: &Engine, requests: Vec<(Vec<Statement>, Reply)>, group: &mut Group) {
+async fn execute_batch(
+    engine: &Engine,
+    requests: Vec<(Vec<Statement>, Reply)>,
+    group: &mut Group,
+    queue: &mpsc::WeakSender<Job>,
+) {
     // A client that stopped waiting (canceled, disconnected) gets nothing run on its behalf.
     let (statements, replies): (Vec<_>, Vec<_>) = requests
         .into_iter()
@@ -327,14 +332,38 @@ async fn execute_batch(engine: &Engine, requests: Vec<(Vec<Statement>, Reply)>, 
     if statements.is_empty() {
         return;
     }
+    let mut ends = engine.transaction_ends();
+    ends.borrow_and_update();
     match engine.execute(statements).await {
         Ok(mut executed) => {
-            let results = std::mem::take(&mut executed.results);
+            let mut results = std::mem::take(&mut executed.results).into_iter();
+            let mut blocked = std::mem::take(&mut executed.blocked).into_iter().peekable();
+            let mut ran = Vec::with_capacity(replies.len());
+            for (index, reply) in replies.into_iter().enumerate() {
+                match blocked.next_if(|(at, _)| *at == index) {
+                    Some((_, statements)) => {
+                        retry_when_a_transaction_ends(
+                            ends.clone(),
+                            queue.clone(),
+                            reply,
+                            move |reply| Job::Write(statements, reply),
+                        );
+                    }
+                    None => match results.next() {
+                        Some(result) => ran.push((reply, result)),
+                        None => {
+                            let _ = reply.send(Err(RequestError::Unavailable(
+                                "storage: a request's result is missing".into(),
+                            )));
+                        }
+                    },
+                }
+            }
             let (after, entry) = group.add(executed);
             group.waiters.push(Waiter::Batch {
                 after,
                 entry,
-                replies: replies.into_iter().zip(results).collect(),
+                replies: ran,
             });
         }
         Err(e) => {
@@ -346,51 +375,83 @@ async fn execute_batch(engine: &Engine, requests: Vec<(Vec<Statement>, Reply)>, 
     }
 }
 
-/// Serves one interactive transaction from its turn to its end; a COMMIT with effects joins
-/// the group.
-async fn run_transaction(
-    raft: &Raft,
-    engine: &Engine,
-    settings: PipelineSettings,
-    mut steps: mpsc::Receiver<(TxnStep, TxnReply)>,
-    begun: oneshot::Sender<Result<(), RequestError>>,
-    group: &mut Group,
+/// Queues a job again once an interactive transaction ended (its rows are free), unless its
+/// client stopped waiting first.
+fn retry_when_a_transaction_ends<T: Send + 'static>(
+    mut ends: watch::Receiver<u64>,
+    queue: mpsc::WeakSender<Job>,
+    mut reply: oneshot::Sender<T>,
+    job: impl FnOnce(oneshot::Sender<T>) -> Job + Send + 'static,
 ) {
-    if begun.is_closed() {
-        return; // The client gave up waiting.
-    }
-    let opened = async {
-        let term =
-            raft.as_leader()
-                .map(|l| l.leader_id().term)
-                .map_err(|f| RequestError::NotLeader {
-                    leader: f.leader_id,
-                })?;
-        engine
-            .transaction(TxnStep::Begin)
-            .await
-            .map_err(txn_request_error)?;
-        Ok(term)
-    }
-    .await;
-    let term = match opened {
-        Ok(term) => term,
-        Err(e) => {
-            let _ = begun.send(Err(e));
-            return;
+    tokio::spawn(async move {
+        tokio::select! {
+            changed = ends.changed() => if changed.is_err() {
+                return;
+            },
+            () = reply.closed() => return,
         }
-    };
-    if begun.send(Ok(())).is_err() {
-        rollback(engine).await;
-        return;
+        if let Some(queue) = queue.upgrade() {
+            let _ = queue.send(job(reply)).await;
+        }
+    });
+}
+
+/// Commits an interactive transaction in the engine; its entry joins the group.
+async fn commit_transaction(
+    engine: &Engine,
+    id: TxnId,
+    reply: TxnReply,
+    group: &mut Group,
+    queue: &mpsc::WeakSender<Job>,
+) {
+    let mut ends = engine.transaction_ends();
+    ends.borrow_and_update();
+    match engine.transaction(id, TxnStep::Commit).await {
+        Ok(TxnAnswer::Committed(executed)) => {
+            let (after, entry) = group.add(executed);
+            group.waiters.push(Waiter::Commit {
+                after,
+                entry,
+                reply,
+            });
+        }
+        Ok(TxnAnswer::Blocked) => {
+            retry_when_a_transaction_ends(ends, queue.clone(), reply, move |reply| Job::Commit {
+                id,
+                reply,
+            });
+        }
+        Ok(_) => {
+            let _ = reply.send(Err(RequestError::Unavailable(
+                "storage: COMMIT answered something else than a commit".into(),
+            )));
+        }
+        Err(e) => {
+            let _ = reply.send(Err(txn_request_error(e)));
+        }
     }
+}
+
+/// Serves one interactive transaction's steps until it ends: its statements run in the engine
+/// as they come (interleaved with other transactions'), its COMMIT joins the pipeline's queue.
+/// Rolled back when its session goes away, when leadership moves, or after `txn_idle_timeout`
+/// without a step (an open transaction holds its rows).
+async fn serve_transaction(
+    id: TxnId,
+    term: u64,
+    raft: Raft,
+    engine: Engine,
+    settings: PipelineSettings,
+    queue: mpsc::WeakSender<Job>,
+    mut steps: mpsc::Receiver<(TxnStep, TxnReply)>,
+) {
     loop {
-        let (step, reply) =
+        let (step, mut reply) =
             match tokio::time::timeout(settings.txn_idle_timeout, steps.recv()).await {
                 Ok(Some(step)) => step,
                 Ok(None) => {
                     // The session ended (client gone) without COMMIT.
-                    rollback(engine).await;
+                    rollback(&engine, id).await;
                     return;
                 }
                 Err(_) => {
@@ -398,35 +459,64 @@ async fn run_transaction(
                         "rolling back a transaction idle for more than {} ms",
                         settings.txn_idle_timeout.as_millis()
                     );
-                    rollback(engine).await;
+                    rollback(&engine, id).await;
                     return;
                 }
             };
         let still_leading = raft.as_leader().is_ok_and(|l| l.leader_id().term == term);
         if !still_leading {
-            rollback(engine).await;
+            rollback(&engine, id).await;
             let _ = reply.send(Err(RequestError::TransactionLost(
                 "leadership moved to another node during the transaction; it was rolled back"
                     .into(),
             )));
             return;
         }
-        let ends = matches!(step, TxnStep::Commit | TxnStep::Rollback);
-        let answer = match engine.transaction(step).await {
-            Ok(TxnAnswer::Committed(executed)) => {
-                let (after, entry) = group.add(executed);
-                group.waiters.push(Waiter::Commit {
-                    after,
-                    entry,
-                    reply,
-                });
-                return;
+        if step == TxnStep::Commit {
+            match queue.upgrade() {
+                Some(queue) => {
+                    if let Err(mpsc::error::SendError(Job::Commit { reply, .. })) =
+                        queue.send(Job::Commit { id, reply }).await
+                    {
+                        let _ = reply.send(Err(stopped()));
+                    }
+                }
+                None => {
+                    let _ = reply.send(Err(stopped()));
+                }
             }
-            Ok(TxnAnswer::Executed(result)) => Ok(TxnOutcome::Executed(result)),
-            Ok(TxnAnswer::Done | TxnAnswer::Begun) => Ok(TxnOutcome::Done),
-            Err(e) => Err(txn_request_error(e)),
+            return;
+        }
+        let ends = step == TxnStep::Rollback;
+        let answer = loop {
+            let mut ended = engine.transaction_ends();
+            ended.borrow_and_update();
+            match engine.transaction(id, step.clone()).await {
+                Ok(TxnAnswer::Blocked) => {
+                    // Wait for the rows' owner to end, as PostgreSQL waits for a row lock.
+                    tokio::select! {
+                        changed = ended.changed() => if changed.is_err() {
+                            break Err(stopped());
+                        },
+                        () = reply.closed() => break Err(RequestError::Timeout(
+                            "gave up waiting for rows another transaction holds".into(),
+                        )),
+                    }
+                }
+                Ok(TxnAnswer::Executed(result)) => break Ok(TxnOutcome::Executed(result)),
+                Ok(TxnAnswer::Done | TxnAnswer::Begun) => break Ok(TxnOutcome::Done),
+                Ok(TxnAnswer::Committed(_)) => {
+                    break Err(RequestError::Unavailable(
+                        "storage: a step committed outside the pipeline".into(),
+                    ));
+                }
+                Err(e) => break Err(txn_request_error(e)),
+            }
         };
-        let lost = matches!(answer, Err(RequestError::TransactionLost(_)));
+        let lost = matches!(
+            answer,
+            Err(RequestError::TransactionLost(_) | RequestError::Deadlock(_))
+        );
         let _ = reply.send(answer);
         if ends || lost {
             return;
@@ -434,8 +524,8 @@ async fn run_transaction(
     }
 }
 
-async fn rollback(engine: &Engine) {
-    if let Err(e) = engine.transaction(TxnStep::Rollback).await {
+async fn rollback(engine: &Engine, id: TxnId) {
+    if let Err(e) = engine.transaction(id, TxnStep::Rollback).await {
         tracing::warn!("rolling back an interactive transaction failed: {e}");
     }
 }
@@ -444,6 +534,7 @@ fn txn_request_error(e: TxnError) -> RequestError {
     match e {
         TxnError::Sql(sql) => RequestError::Sql(sql),
         TxnError::Lost(message) => RequestError::TransactionLost(message),
+        TxnError::Deadlock(message) => RequestError::Deadlock(message),
         TxnError::Engine(engine) => RequestError::Unavailable(format!("storage: {engine}")),
     }
 }

@@ -86,7 +86,7 @@
 //! APIs (a changeset is bounded by the log entry size), conflict resolution
 //! and rebasing (a replica never resolves; it stops).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::{CStr, c_int, c_void};
 use std::fmt;
 use std::io::Read;
@@ -313,6 +313,27 @@ impl Drop for ChangeRecorder<'_> {
 /// constraints are still checked, at the end of the apply, when enabled.
 /// Every conflict is fatal: [`ChangesetError::Conflict`].
 pub fn apply_changeset(connection: &Connection, changeset: &[u8]) -> Result<(), ChangesetError> {
+    apply_with(connection, changeset, None)
+}
+
+/// Like [`apply_changeset`], except that a row the changeset inserts into one of the
+/// `renumbered` tables (tables keyed by their hidden rowid) whose rowid is taken is inserted
+/// under a fresh rowid instead of failing. The leader uses it to resume an interactive
+/// transaction on top of rows other transactions inserted meanwhile: such a rowid was SQLite's
+/// pick, which nobody asked for.
+pub fn apply_changeset_renumbering(
+    connection: &Connection,
+    changeset: &[u8],
+    renumbered: &BTreeSet<String>,
+) -> Result<(), ChangesetError> {
+    apply_with(connection, changeset, Some(renumbered))
+}
+
+fn apply_with(
+    connection: &Connection,
+    changeset: &[u8],
+    renumbered: Option<&BTreeSet<String>>,
+) -> Result<(), ChangesetError> {
     if changeset.is_empty() {
         return Ok(());
     }
@@ -323,7 +344,7 @@ pub fn apply_changeset(connection: &Connection, changeset: &[u8]) -> Result<(), 
 
     let _triggers_off = TriggersDisabled::new(connection)?;
     connection.execute_batch(&format!("SAVEPOINT {APPLY_SAVEPOINT}"))?;
-    let applied = apply_all_or_abort(connection, changeset, size_bytes, &expected);
+    let applied = apply_all_or_abort(connection, changeset, size_bytes, &expected, renumbered);
     let end_savepoint = match applied {
         Ok(()) => format!("RELEASE {APPLY_SAVEPOINT}"),
         Err(_) => format!("ROLLBACK TO {APPLY_SAVEPOINT}; RELEASE {APPLY_SAVEPOINT}"),
@@ -341,8 +362,12 @@ fn apply_all_or_abort(
     changeset: &[u8],
     size_bytes: c_int,
     expected: &ChangesPerTable,
+    renumbered: Option<&BTreeSet<String>>,
 ) -> Result<(), ChangesetError> {
-    let mut context = ApplyContext::default();
+    let mut context = ApplyContext {
+        renumbered,
+        ..ApplyContext::default()
+    };
     // With foreign keys off nothing cascades, and asking for NO ACTION would only cost a schema
     // reload (SQLite bumps the schema cookie around such an apply).
     let apply_flags = if connection.db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY)? {
@@ -377,14 +402,29 @@ fn apply_all_or_abort(
     if let Some(table) = expected.first_difference(&context.attempted) {
         return Err(ChangesetError::SchemaMismatch { table });
     }
+    for (table, values) in &context.moved {
+        let placeholders = vec!["?"; values.len()].join(", ");
+        let quoted = table.replace('"', "\"\"");
+        connection
+            .prepare_cached(&format!(
+                "INSERT INTO main.\"{quoted}\" VALUES ({placeholders})"
+            ))?
+            .execute(rusqlite::params_from_iter(values))?;
+    }
     Ok(())
 }
 
 /// What the apply callbacks learn, shared with them through `pCtx`.
 #[derive(Default)]
-struct ApplyContext {
+struct ApplyContext<'r> {
     attempted: ChangesPerTable,
     conflict: Option<(Option<String>, ConflictKind)>,
+    /// Tables whose colliding inserts move to a fresh rowid (see
+    /// [`apply_changeset_renumbering`]).
+    renumbered: Option<&'r BTreeSet<String>>,
+    /// The rows to insert under a fresh rowid once the apply is done: their values without
+    /// the rowid.
+    moved: Vec<(String, Vec<rusqlite::types::Value>)>,
 }
 
 /// Per-change filter: counts the changes SQLite is about to attempt (it
@@ -415,6 +455,12 @@ unsafe extern "C" fn abort_on_conflict(
     // describes no change, so it is not asked for a table.
     unsafe {
         let context = &mut *context.cast::<ApplyContext>();
+        if kind == ConflictKind::Conflict
+            && let Some(values) = renumbered_insert(context.renumbered, iterator)
+        {
+            context.moved.push(values);
+            return session::SQLITE_CHANGESET_OMIT;
+        }
         let table = match kind {
             ConflictKind::ForeignKey => None,
             _ => current_table(iterator).map(|table| table.to_string_lossy().into_owned()),
@@ -424,11 +470,186 @@ unsafe extern "C" fn abort_on_conflict(
     session::SQLITE_CHANGESET_ABORT
 }
 
-/// The table name of the iterator's current change.
+/// For an INSERT into a table of `renumbered`: the table and the row's values without its
+/// rowid (column 0 of a table keyed by rowid).
+///
+/// # Safety
+/// `iterator` must point at a change.
+unsafe fn renumbered_insert(
+    renumbered: Option<&BTreeSet<String>>,
+    iterator: *mut session::sqlite3_changeset_iter,
+) -> Option<(String, Vec<rusqlite::types::Value>)> {
+    let renumbered = renumbered?;
+    // SAFETY: per the caller.
+    let (table, column_count, operation) = unsafe { current_change(iterator)? };
+    if operation != ffi::SQLITE_INSERT {
+        return None;
+    }
+    let table = table.to_string_lossy().into_owned();
+    if !renumbered.contains(&table) {
+        return None;
+    }
+    let mut values = Vec::with_capacity(column_count.saturating_sub(1));
+    for column in 1..column_count {
+        // SAFETY: an INSERT has new values for every column.
+        values.push(unsafe { change_value(iterator, column, Side::New)? });
+    }
+    Some((table, values))
+}
+
+/// Which row image of a change to read.
+#[derive(Clone, Copy)]
+enum Side {
+    Old,
+    New,
+}
+
+/// Column `column` of the current change's old or new row, copied.
+///
+/// # Safety
+/// `iterator` must point at a change with that side and column.
+unsafe fn change_value(
+    iterator: *mut session::sqlite3_changeset_iter,
+    column: usize,
+    side: Side,
+) -> Option<rusqlite::types::Value> {
+    use rusqlite::types::Value;
+    let index = c_int::try_from(column).ok()?;
+    let mut value = ptr::null_mut();
+    // SAFETY: per the caller; `value` is a valid out pointer.
+    let code = unsafe {
+        match side {
+            Side::Old => session::sqlite3changeset_old(iterator, index, &mut value),
+            Side::New => session::sqlite3changeset_new(iterator, index, &mut value),
+        }
+    };
+    if code != ffi::SQLITE_OK || value.is_null() {
+        return None;
+    }
+    // SAFETY: a protected value owned by the iterator, copied before it moves on.
+    unsafe {
+        Some(match ffi::sqlite3_value_type(value) {
+            ffi::SQLITE_INTEGER => Value::Integer(ffi::sqlite3_value_int64(value)),
+            ffi::SQLITE_FLOAT => Value::Real(ffi::sqlite3_value_double(value)),
+            ffi::SQLITE_TEXT => {
+                let text = ffi::sqlite3_value_text(value);
+                let len = usize::try_from(ffi::sqlite3_value_bytes(value)).unwrap_or(0);
+                let bytes = if text.is_null() {
+                    &[][..]
+                } else {
+                    std::slice::from_raw_parts(text, len)
+                };
+                Value::Text(String::from_utf8_lossy(bytes).into_owned())
+            }
+            ffi::SQLITE_BLOB => {
+                let blob = ffi::sqlite3_value_blob(value);
+                let len = usize::try_from(ffi::sqlite3_value_bytes(value)).unwrap_or(0);
+                Value::Blob(if blob.is_null() {
+                    Vec::new()
+                } else {
+                    std::slice::from_raw_parts(blob.cast::<u8>(), len).to_vec()
+                })
+            }
+            _ => Value::Null,
+        })
+    }
+}
+
+/// A row a changeset touches: its table and its primary key, encoded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RowKey {
+    pub table: String,
+    pub key: Vec<u8>,
+}
+
+/// The rows a changeset touches, by primary key — except the rows it inserts into tables keyed
+/// by their hidden rowid (`keyed_by_rowid` answers per table): such a rowid is SQLite's pick,
+/// not the client's, and moves if it collides (see [`apply_changeset_renumbering`]).
+pub fn row_keys(
+    changeset: &[u8],
+    keyed_by_rowid: &mut dyn FnMut(&str) -> bool,
+) -> Result<Vec<RowKey>, ChangesetError> {
+    let mut keys = Vec::new();
+    if changeset.is_empty() {
+        return Ok(keys);
+    }
+    let size_bytes = c_int::try_from(changeset.len()).map_err(|_| ChangesetError::TooLarge {
+        limit_bytes: MAX_CHANGESET_BYTES,
+    })?;
+    // SAFETY: `changeset` outlives the iterator (finalized before returning).
+    let iterator = unsafe { ChangesetIterator::start(changeset, size_bytes)? };
+    loop {
+        // SAFETY: live iterator.
+        match unsafe { session::sqlite3changeset_next(iterator.0) } {
+            ffi::SQLITE_ROW => {}
+            ffi::SQLITE_DONE => break,
+            code => return Err(sqlite_error(ptr::null_mut(), code).into()),
+        }
+        // SAFETY: the iterator points at a change.
+        let Some((table, column_count, operation)) = (unsafe { current_change(iterator.0) }) else {
+            return Err(sqlite_error(ptr::null_mut(), ffi::SQLITE_CORRUPT).into());
+        };
+        let table = table.to_string_lossy().into_owned();
+        if operation == ffi::SQLITE_INSERT && keyed_by_rowid(&table) {
+            continue;
+        }
+        let mut flags = ptr::null_mut();
+        let mut flag_count: c_int = 0;
+        // SAFETY: live iterator at a change; valid out pointers.
+        let code = unsafe { session::sqlite3changeset_pk(iterator.0, &mut flags, &mut flag_count) };
+        check(ptr::null_mut(), code)?;
+        let flag_count = usize::try_from(flag_count).unwrap_or(0).min(column_count);
+        // SAFETY: SQLite returned `flag_count` flags, valid until the iterator moves.
+        let flags = unsafe { std::slice::from_raw_parts(flags, flag_count) };
+        let side = if operation == ffi::SQLITE_INSERT {
+            Side::New
+        } else {
+            Side::Old
+        };
+        let mut key = Vec::new();
+        for (column, _) in flags.iter().enumerate().filter(|(_, flag)| **flag != 0) {
+            // SAFETY: the change has this side; primary-key columns always carry a value.
+            let value = unsafe { change_value(iterator.0, column, side) };
+            encode_key_value(&mut key, value.as_ref());
+        }
+        keys.push(RowKey { table, key });
+    }
+    check(ptr::null_mut(), iterator.finalize())?;
+    Ok(keys)
+}
+
+fn encode_key_value(out: &mut Vec<u8>, value: Option<&rusqlite::types::Value>) {
+    use rusqlite::types::Value;
+    match value {
+        None | Some(Value::Null) => out.push(0),
+        Some(Value::Integer(i)) => {
+            out.push(1);
+            out.extend_from_slice(&i.to_be_bytes());
+        }
+        Some(Value::Real(f)) => {
+            out.push(2);
+            out.extend_from_slice(&f.to_bits().to_be_bytes());
+        }
+        Some(Value::Text(t)) => {
+            out.push(3);
+            out.extend_from_slice(&(t.len() as u64).to_be_bytes());
+            out.extend_from_slice(t.as_bytes());
+        }
+        Some(Value::Blob(b)) => {
+            out.push(4);
+            out.extend_from_slice(&(b.len() as u64).to_be_bytes());
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// Table, column count and operation of the iterator's current change.
 ///
 /// # Safety
 /// `iterator` must point at a change; the name is valid until it moves.
-unsafe fn current_table<'i>(iterator: *mut session::sqlite3_changeset_iter) -> Option<&'i CStr> {
+unsafe fn current_change<'i>(
+    iterator: *mut session::sqlite3_changeset_iter,
+) -> Option<(&'i CStr, usize, c_int)> {
     let mut table = ptr::null();
     let mut column_count: c_int = 0;
     let mut operation: c_int = 0;
@@ -446,7 +667,20 @@ unsafe fn current_table<'i>(iterator: *mut session::sqlite3_changeset_iter) -> O
         return None;
     }
     // SAFETY: SQLite returned a NUL-terminated name.
-    Some(unsafe { CStr::from_ptr(table) })
+    Some((
+        unsafe { CStr::from_ptr(table) },
+        usize::try_from(column_count).unwrap_or(0),
+        operation,
+    ))
+}
+
+/// The table name of the iterator's current change.
+///
+/// # Safety
+/// `iterator` must point at a change; the name is valid until it moves.
+unsafe fn current_table<'i>(iterator: *mut session::sqlite3_changeset_iter) -> Option<&'i CStr> {
+    // SAFETY: per the caller.
+    unsafe { current_change(iterator) }.map(|(table, _, _)| table)
 }
 
 /// Counts the changes of a changeset per table, reading it once; also
@@ -455,18 +689,8 @@ fn count_changes_per_table(
     changeset: &[u8],
     size_bytes: c_int,
 ) -> Result<ChangesPerTable, ChangesetError> {
-    let mut raw_iterator = ptr::null_mut();
-    // SAFETY: `changeset` is valid for `size_bytes` bytes, outlives the
-    // iterator (finalized before returning), and is only read.
-    let code = unsafe {
-        session::sqlite3changeset_start(
-            &mut raw_iterator,
-            size_bytes,
-            changeset.as_ptr().cast_mut().cast::<c_void>(),
-        )
-    };
-    check(ptr::null_mut(), code)?;
-    let iterator = ChangesetIterator(raw_iterator);
+    // SAFETY: `changeset` outlives the iterator (finalized before returning).
+    let iterator = unsafe { ChangesetIterator::start(changeset, size_bytes)? };
     let mut counts = ChangesPerTable::default();
     loop {
         // SAFETY: live iterator.
@@ -520,6 +744,25 @@ impl ChangesPerTable {
 struct ChangesetIterator(*mut session::sqlite3_changeset_iter);
 
 impl ChangesetIterator {
+    /// Starts iterating `changeset` (`size_bytes` long), which SQLite only reads.
+    ///
+    /// # Safety
+    /// `changeset` must outlive the iterator.
+    unsafe fn start(changeset: &[u8], size_bytes: c_int) -> Result<Self, rusqlite::Error> {
+        let mut raw_iterator = ptr::null_mut();
+        // SAFETY: `changeset` is valid for `size_bytes` bytes and only read;
+        // it outlives the iterator per the caller.
+        let code = unsafe {
+            session::sqlite3changeset_start(
+                &mut raw_iterator,
+                size_bytes,
+                changeset.as_ptr().cast_mut().cast::<c_void>(),
+            )
+        };
+        check(ptr::null_mut(), code)?;
+        Ok(ChangesetIterator(raw_iterator))
+    }
+
     /// Finalizes now, returning the first error the iteration met.
     fn finalize(mut self) -> c_int {
         let iterator = std::mem::replace(&mut self.0, ptr::null_mut());

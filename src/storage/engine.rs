@@ -54,8 +54,8 @@ use crate::storage::rowid_alias;
 mod read_pool;
 mod transaction;
 use read_pool::ReadPool;
-use transaction::OpenTxn;
-pub use transaction::{TxnAnswer, TxnError, TxnStep};
+use transaction::Transactions;
+pub use transaction::{TxnAnswer, TxnError, TxnId, TxnStep};
 
 /// Largest decompressed changeset a node accepts from the log.
 const MAX_CHANGESET_BYTES: usize = 256 * 1024 * 1024;
@@ -116,7 +116,11 @@ pub struct ExecutedBatch {
     pub proposal: Option<ProposalId>,
     /// The effects of every successful request, in execution order.
     pub parts: Vec<WritePart>,
+    /// The outcome of each request that ran, in order (blocked ones left out).
     pub results: Vec<Result<Vec<StatementResult>, SqlError>>,
+    /// Requests that touched rows an open interactive transaction owns, by their position in
+    /// the batch: nothing of them ran; the caller sends them again once a transaction ends.
+    pub blocked: Vec<(usize, Vec<Statement>)>,
 }
 
 /// A read failed: the client's fault, or the engine's.
@@ -146,6 +150,7 @@ enum Op {
         reply: oneshot::Sender<Result<(), EngineError>>,
     },
     Transaction {
+        id: TxnId,
         step: TxnStep,
         reply: oneshot::Sender<Result<TxnAnswer, TxnError>>,
     },
@@ -176,6 +181,8 @@ pub struct Engine {
     /// held only inside a blocking task, never across an await.
     describer: Arc<Mutex<Connection>>,
     visible: watch::Receiver<Option<LogId>>,
+    /// Bumped whenever an interactive transaction ends.
+    transaction_ends: watch::Receiver<u64>,
     db_path: PathBuf,
 }
 
@@ -210,6 +217,7 @@ impl Engine {
             }
         }
         let (ops, rx) = mpsc::channel(WRITER_QUEUE);
+        let (txns, transaction_ends) = Transactions::new();
         let writer = Writer {
             conn,
             guard,
@@ -220,7 +228,7 @@ impl Engine {
             next_seq: 0,
             next_batch_id: 1,
             batch: None,
-            txn: None,
+            txns,
             tx_open: false,
             applied,
             visible: visible_tx,
@@ -233,6 +241,7 @@ impl Engine {
             readers,
             describer,
             visible,
+            transaction_ends,
             db_path: options.db_path,
         })
     }
@@ -262,15 +271,21 @@ impl Engine {
     }
 
     /// Replaces the whole database with the snapshot file's content.
-    /// One step of the leader's interactive transaction (see [`TxnStep`]).
-    pub async fn transaction(&self, step: TxnStep) -> Result<TxnAnswer, TxnError> {
-        self.call(|reply| Op::Transaction { step, reply })
+    /// One step of the leader's interactive transaction `id` (see [`TxnStep`]).
+    pub async fn transaction(&self, id: TxnId, step: TxnStep) -> Result<TxnAnswer, TxnError> {
+        self.call(|reply| Op::Transaction { id, step, reply })
             .await
             .map_err(TxnError::Engine)?
     }
 
     pub async fn restore(&self, snapshot: PathBuf) -> Result<(), EngineError> {
         self.call(|reply| Op::Restore { snapshot, reply }).await?
+    }
+
+    /// Changes whenever an interactive transaction ends (commits, rolls back or is lost), so
+    /// that a step or request answered "blocked" knows when to try again.
+    pub fn transaction_ends(&self) -> watch::Receiver<u64> {
+        self.transaction_ends.clone()
     }
 
     /// The applied log id of the last committed transaction.
@@ -388,9 +403,8 @@ struct Writer {
     next_seq: u64,
     next_batch_id: u64,
     batch: Option<OpenBatch>,
-    /// The interactive transaction open inside `batch`, if any: the batch cannot commit while
-    /// it is open.
-    txn: Option<OpenTxn>,
+    /// The interactive transactions open on top of `batch` (see `transaction.rs`).
+    txns: Transactions,
     /// A follower-style transaction is open (entries applied for real, not yet committed).
     tx_open: bool,
     /// Applied log id as of the open transaction (or the last commit).
@@ -435,7 +449,7 @@ impl Writer {
                         }
                         self.tx_open = false;
                         self.batch = None;
-                        self.txn = None;
+                        self.txns.clear();
                     }
                     let _ = reply.send(result);
                 }
@@ -452,8 +466,8 @@ impl Writer {
                     let result = self.restore(&snapshot);
                     let _ = reply.send(result);
                 }
-                Op::Transaction { step, reply } => {
-                    let result = self.transaction_step(step);
+                Op::Transaction { id, step, reply } => {
+                    let result = self.transaction_step(id, step);
                     let _ = reply.send(result);
                 }
             }
@@ -471,18 +485,36 @@ impl Writer {
                 "execute while an apply transaction is open".into(),
             ));
         }
-        if self.txn.is_some() {
-            return Err(EngineError::Corrupt(
-                "execute while an interactive transaction is open".into(),
-            ));
+        if self.txns.exclusive_live().is_some() {
+            // A transaction that ran DDL holds the writer until it ends.
+            return Ok(ExecutedBatch {
+                batch_id: self.batch.as_ref().map(|b| b.id).unwrap_or(0),
+                proposal: None,
+                parts: Vec::new(),
+                results: Vec::new(),
+                blocked: requests.into_iter().enumerate().collect(),
+            });
+        }
+        if let Err(e) = self.park() {
+            self.poisoned = true;
+            return Err(e);
         }
         self.open_batch()?;
-        let ran = run_batch(&self.conn, &self.guard, &requests);
+        let owner_check = |parts: &[WritePart]| -> Result<bool, EngineError> {
+            let keys = self.row_keys(parts)?;
+            Ok(self.txns.owner_of(&keys, None).is_some())
+        };
+        let check: Option<&OwnedRowsCheck> = if self.txns.hold_rows() {
+            Some(&owner_check)
+        } else {
+            None
+        };
+        let ran = run_batch(&self.conn, &self.guard, &requests, check);
         // A statement may roll back the whole transaction (`INSERT OR ROLLBACK`, a column's
         // `ON CONFLICT ROLLBACK`, `RAISE(ROLLBACK)`, a full disk), or the engine may fail half
         // way: then the batch transaction is gone or holds changes no changeset carries. Restore
         // exactly the committed state and refuse the whole batch (nothing of it was proposed).
-        let (parts, results) = match ran {
+        let (parts, outcomes) = match ran {
             Ok(done) if !self.conn.is_autocommit() => done,
             broken => {
                 let rolled_back_by_sql = self.conn.is_autocommit();
@@ -497,6 +529,14 @@ impl Writer {
                 });
             }
         };
+        let mut results = Vec::with_capacity(outcomes.len());
+        let mut blocked = Vec::new();
+        for (index, (outcome, statements)) in outcomes.into_iter().zip(requests).enumerate() {
+            match outcome {
+                Some(result) => results.push(result),
+                None => blocked.push((index, statements)),
+            }
+        }
         let proposal = self.propose_parts(&parts);
         let batch_id = self.batch.as_ref().map(|b| b.id).unwrap_or(0);
         self.maybe_commit_batch()?;
@@ -505,6 +545,7 @@ impl Writer {
             proposal,
             parts,
             results,
+            blocked,
         })
     }
 
@@ -618,9 +659,11 @@ impl Writer {
 
     /// Commits the open batch once nothing of it waits for Raft any more.
     fn maybe_commit_batch(&mut self) -> Result<(), EngineError> {
-        let drained =
-            self.txn.is_none() && self.batch.as_ref().is_some_and(|b| b.pending.is_empty());
+        let drained = self.batch.as_ref().is_some_and(|b| b.pending.is_empty())
+            && self.txns.exclusive_live().is_none();
         if drained {
+            // A live transaction steps aside; its next step resumes it in the next batch.
+            self.park()?;
             self.conn.execute_batch("COMMIT")?;
             self.batch = None;
             self.publish();
@@ -655,8 +698,8 @@ impl Writer {
     /// Rolls the open batch back and re-applies, in a new open transaction, the entries that
     /// were committed by Raft while it was open.
     fn rollback_batch(&mut self) -> Result<(), EngineError> {
-        // An interactive transaction open in the batch goes with it; its next step is told.
-        self.txn = None;
+        // The interactive transactions open on the batch go with it; their next steps are told.
+        self.txns.clear();
         let Some(batch) = self.batch.take() else {
             return Ok(());
         };
@@ -685,7 +728,7 @@ impl Writer {
         if self.batch.is_some() || self.tx_open {
             self.conn.execute_batch("ROLLBACK")?;
             self.batch = None;
-            self.txn = None;
+            self.txns.clear();
             self.tx_open = false;
         }
         {
@@ -772,10 +815,14 @@ impl From<SqlError> for RequestFailure {
 /// rolled back to a savepoint are not recorded), and each DDL statement closes the current
 /// changeset and is recorded as text. A transaction holding DDL is isolated from its
 /// neighbours' changesets so that, if it fails, its parts can simply be dropped.
+///
+/// With `blocked_by_owner` (some interactive transaction owns rows), each request gets its own
+/// changeset, and a request whose changes touch an owned row is undone and reported `None`.
 fn run_batch(
     conn: &Connection,
     guard: &ClientSqlGuard,
     requests: &[Vec<Statement>],
+    blocked_by_owner: Option<&OwnedRowsCheck>,
 ) -> Result<BatchEffects, EngineError> {
     let mut parts = Vec::new();
     let mut results = Vec::with_capacity(requests.len());
@@ -784,7 +831,8 @@ fn run_batch(
         let has_ddl = statements
             .iter()
             .any(|s| classify(&s.sql) == StatementClass::Ddl);
-        if has_ddl && let Some(r) = recorder.take() {
+        let own_changeset = has_ddl || blocked_by_owner.is_some();
+        if own_changeset && let Some(r) = recorder.take() {
             push_changeset(&mut parts, r).map_err(RequestFailure::into_engine)?;
         }
         let mark = parts.len();
@@ -797,31 +845,41 @@ fn run_batch(
                 // Deferred constraints are checked only at the outermost COMMIT, which here
                 // comes after Raft committed the batch: check them now, per transaction.
                 conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
-                if has_ddl {
+                if own_changeset {
                     parts.truncate(mark);
                     recorder = None;
                 }
-                results.push(Err(SqlError::Constraint {
+                results.push(Some(Err(SqlError::Constraint {
                     code: rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
                     message: "FOREIGN KEY constraint failed (deferred constraint checked at the end of the transaction)".into(),
                     names: Default::default(),
-                }));
+                })));
             }
             Ok(statement_results) => {
-                conn.prepare_cached("RELEASE request")?.execute([])?;
-                if has_ddl && let Some(r) = recorder.take() {
+                if own_changeset && let Some(r) = recorder.take() {
                     push_changeset(&mut parts, r).map_err(RequestFailure::into_engine)?;
                 }
-                results.push(Ok(statement_results));
+                let blocked = match blocked_by_owner {
+                    Some(owned) => owned(&parts[mark..])?,
+                    None => false,
+                };
+                if blocked {
+                    conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
+                    parts.truncate(mark);
+                    results.push(None);
+                } else {
+                    conn.prepare_cached("RELEASE request")?.execute([])?;
+                    results.push(Some(Ok(statement_results)));
+                }
             }
             Err(RequestFailure::Client(error)) => {
                 conn.execute_batch("ROLLBACK TO request; RELEASE request")?;
-                if has_ddl {
+                if own_changeset {
                     // Its DDL and changesets were rolled back with it.
                     parts.truncate(mark);
                     recorder = None;
                 }
-                results.push(Err(error));
+                results.push(Some(Err(error)));
             }
             Err(RequestFailure::Engine(error)) => {
                 let _ = conn.execute_batch("ROLLBACK TO request; RELEASE request");
@@ -878,7 +936,14 @@ fn deferred_foreign_key_violations(conn: &Connection) -> i32 {
     }
 }
 
-type BatchEffects = (Vec<WritePart>, Vec<Result<Vec<StatementResult>, SqlError>>);
+/// Whether a request's effects touch rows an open interactive transaction owns.
+type OwnedRowsCheck<'a> = dyn Fn(&[WritePart]) -> Result<bool, EngineError> + 'a;
+
+/// A batch's effects, and each request's outcome (`None`: blocked by a row owner, undone).
+type BatchEffects = (
+    Vec<WritePart>,
+    Vec<Option<Result<Vec<StatementResult>, SqlError>>>,
+);
 
 /// Runs one client transaction's statements inside its savepoint.
 fn run_request<'c>(

@@ -95,6 +95,8 @@ pub const SQLITE_CHANGESET_FOREIGN_KEY: c_int = 5;
 /// Conflict handler answer: roll back everything applied so far; the apply
 /// returns `SQLITE_ABORT` (or `SQLITE_CONSTRAINT` for a foreign key conflict).
 pub const SQLITE_CHANGESET_ABORT: c_int = 2;
+/// Conflict handler answer: skip this change and go on.
+pub const SQLITE_CHANGESET_OMIT: c_int = 0;
 
 unsafe extern "C" {
     /// Creates an empty changegroup (free with `sqlite3changegroup_delete`).
@@ -178,6 +180,31 @@ unsafe extern "C" {
         pnCol: *mut c_int,
         pOp: *mut c_int,
         pbIndirect: *mut c_int,
+    ) -> c_int;
+
+    /// The primary-key flags of the current change's table: `*pabPK` points at
+    /// `*pnCol` bytes, non-zero for each primary-key column (valid like the
+    /// table name).
+    pub unsafe fn sqlite3changeset_pk(
+        pIter: *mut sqlite3_changeset_iter,
+        pabPK: *mut *mut u8,
+        pnCol: *mut c_int,
+    ) -> c_int;
+
+    /// Column `iVal` of the current change's old row (UPDATE, DELETE), or NULL
+    /// in `*ppValue` for a column an UPDATE left alone.
+    pub unsafe fn sqlite3changeset_old(
+        pIter: *mut sqlite3_changeset_iter,
+        iVal: c_int,
+        ppValue: *mut *mut libsqlite3_sys::sqlite3_value,
+    ) -> c_int;
+
+    /// Column `iVal` of the current change's new row (INSERT, UPDATE), or NULL
+    /// in `*ppValue` for a column an UPDATE left alone.
+    pub unsafe fn sqlite3changeset_new(
+        pIter: *mut sqlite3_changeset_iter,
+        iVal: c_int,
+        ppValue: *mut *mut libsqlite3_sys::sqlite3_value,
     ) -> c_int;
 
     /// Frees an iterator from `sqlite3changeset_start`; returns the first

@@ -56,6 +56,7 @@ impl From<RequestError> for ApiError {
             }
             RequestError::OutcomeUnknown(_) => (StatusCode::SERVICE_UNAVAILABLE, "outcome_unknown"),
             RequestError::TransactionLost(_) => (StatusCode::CONFLICT, "transaction_lost"),
+            RequestError::Deadlock(_) => (StatusCode::CONFLICT, "deadlock"),
             RequestError::Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             RequestError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         };

@@ -79,6 +79,7 @@ pub fn sqlstate(error: &RequestError) -> &'static str {
         RequestError::NotLeader { .. } | RequestError::NoLeader(_) => "55000",
         RequestError::OutcomeUnknown(_) => "08006",
         RequestError::TransactionLost(_) => "40001",
+        RequestError::Deadlock(_) => "40P01",
         RequestError::Timeout(_) => "57014",
         RequestError::Unavailable(_) => "57P03",
     }

@@ -398,7 +398,10 @@ impl Session {
             }
             Err(e) => {
                 if let Some(txn) = state.txn.as_mut()
-                    && matches!(e, RequestError::TransactionLost(_))
+                    && matches!(
+                        e,
+                        RequestError::TransactionLost(_) | RequestError::Deadlock(_)
+                    )
                 {
                     txn.remote = None;
                     txn.savepoints.clear();

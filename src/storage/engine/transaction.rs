@@ -1,33 +1,76 @@
-//! The leader's interactive transaction: a client transaction whose statements arrive one at a
-//! time (PostgreSQL `BEGIN ... COMMIT`), each answered before the next is sent.
+//! The leader's interactive transactions: client transactions whose statements arrive one at a
+//! time (PostgreSQL `BEGIN ... COMMIT`), each answered before the next is sent — several open at
+//! once, interleaved on the one writer connection.
 //!
-//! It runs in a `SAVEPOINT txn` inside the leader's open batch transaction, on the writer
-//! connection, so its statements see its own changes and nobody else's uncommitted ones.
-//! While it is open the batch cannot commit and no other batch executes: the write pipeline
-//! (`dispatch::write`) serializes it with every other write, exactly as SQLite's single writer
-//! would. Each statement is recorded by its own session, so its effects become one or more
-//! [`WritePart`]s kept in order; client savepoints mark positions in that list, and
-//! `ROLLBACK TO` a savepoint truncates it there (every part after the mark was recorded after
-//! the savepoint, so nothing from before it is lost). `COMMIT` releases the savepoint and hands
-//! the parts out as one proposal, which commits like any batch once Raft has it.
+//! # Parking and resuming
+//!
+//! At most one transaction is *live*: its changes are applied in a `SAVEPOINT txn` on top of the
+//! leader's open batch, so its statements see its own changes and nobody else's uncommitted
+//! ones. Every statement is recorded by its own session, so a transaction's effects are always
+//! also held as [`WritePart`]s. When another transaction's step (or a batch of autocommit
+//! writes, or the batch's commit) needs the writer, the live one is *parked*: `ROLLBACK TO txn`
+//! undoes its changes in SQLite, its parts keep them. Its next step *resumes* it: its parts are
+//! merged and applied again under a session, whose changeset becomes its parts. A transaction
+//! therefore holds the writer only while one of its steps runs, never across its client's round
+//! trips.
+//!
+//! # Row locks
+//!
+//! Like PostgreSQL's row locks, each open transaction owns the rows it changed (primary keys
+//! from its changesets, [`changeset::row_keys`]) until it ends. A statement — of a transaction,
+//! or an autocommit request — whose changes touch a row another open transaction owns is undone
+//! and answered [`TxnAnswer::Blocked`]: its caller sends it again when a transaction ends
+//! ([`super::Engine::transaction_ends`]). Run again after the owner committed, it sees the
+//! owner's change (an `UPDATE ... SET x = x + 1` adds to it, an `INSERT` of the same key fails
+//! as a duplicate), just as PostgreSQL re-checks a row after waiting for its lock. A wait that
+//! would close a cycle is a deadlock: the transaction whose step closes it is rolled back
+//! ([`TxnError::Deadlock`]).
+//!
+//! Rows a transaction inserts into a table keyed by its hidden rowid lock nothing: that rowid is
+//! SQLite's pick, and if another transaction took the same one meanwhile, resuming inserts the
+//! row under a fresh rowid ([`changeset::apply_changeset_renumbering`]).
+//!
+//! # What stays exclusive
+//!
+//! A transaction that ran DDL cannot be parked (schema changes are not changesets), nor can one
+//! whose effects grew past [`PARKABLE_BYTES`] (resuming would cost their size each time): until
+//! it ends every other step is blocked behind it, as with SQLite's one writer. A transaction
+//! that changed more than [`ROW_LOCKS_PER_TABLE`] rows of a table owns the whole table. Resuming fails —
+//! and the transaction is lost, as after a serialization failure — when a concurrent change
+//! makes its changes impossible to re-apply: a UNIQUE index other than the key, a foreign key,
+//! or a schema change of a table it touched.
 //!
 //! If the batch is rolled back underneath (another leader's entry arrived: leadership moved),
-//! the transaction is gone and its next step answers [`TxnError::Lost`].
+//! every open transaction is gone and its next step answers [`TxnError::Lost`].
+
+use std::collections::{BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::{
     ExecutedBatch, RequestFailure, Writer, deferred_foreign_key_violations, push_changeset,
     run_client_statement, start_recorder,
 };
 use crate::raft::types::WritePart;
+use crate::storage::changeset::{self, ChangeRecorder, RowKey};
 use crate::storage::error::{EngineError, SqlError};
 use crate::storage::request::{Statement, StatementResult};
+
+/// Rows one transaction locks one by one in a table; past it, it locks the whole table (a bulk
+/// load must not keep a lock entry per row).
+const ROW_LOCKS_PER_TABLE: usize = 10_000;
+/// Effects past which a transaction is no longer parked (resuming costs their size): it then
+/// holds the writer until it ends.
+const PARKABLE_BYTES: usize = 8 * 1024 * 1024;
+
+/// Names an interactive transaction on the leader (chosen by the caller, unique while open).
+pub type TxnId = u64;
 
 /// One step of an interactive transaction.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum TxnStep {
-    /// Opens the transaction (the write pipeline sends it when the transaction's turn comes).
+    /// Opens the transaction.
     Begin,
     Execute(Statement),
     /// `SAVEPOINT name` (names as the client's session normalized them).
@@ -50,6 +93,9 @@ pub enum TxnAnswer {
     /// The transaction's effects, queued as the batch's pending proposal (no proposal if it
     /// changed nothing); the caller proposes them to Raft.
     Committed(ExecutedBatch),
+    /// The step touched rows another open transaction owns (or that transaction cannot be set
+    /// aside): nothing of it ran. Send it again once a transaction ended.
+    Blocked,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,9 +105,12 @@ pub enum TxnError {
     #[error(transparent)]
     Sql(SqlError),
     /// No transaction is open: it was rolled back (by a statement such as `INSERT OR ROLLBACK`,
-    /// or because leadership moved), or never begun.
+    /// because leadership moved, or because its changes could not be resumed), or never begun.
     #[error("{0}")]
     Lost(String),
+    /// Waiting for the rows the step needs would wait forever: the transaction was rolled back.
+    #[error("{0}")]
+    Deadlock(String),
     #[error(transparent)]
     Engine(EngineError),
 }
@@ -72,13 +121,36 @@ impl From<rusqlite::Error> for TxnError {
     }
 }
 
-/// The open interactive transaction's bookkeeping.
+/// Every open interactive transaction, and who owns which row.
+pub(super) struct Transactions {
+    open: HashMap<TxnId, OpenTxn>,
+    /// The transaction whose changes are applied in `SAVEPOINT txn`.
+    live: Option<TxnId>,
+    /// Row → the open transaction that changed it.
+    locks: HashMap<RowKey, TxnId>,
+    /// Table → the open transaction that changed too many of its rows to lock them one by one.
+    table_locks: HashMap<String, TxnId>,
+    /// Transaction → the transaction whose rows its last step waits for.
+    waiting: HashMap<TxnId, TxnId>,
+    /// Bumped whenever a transaction ends (its rows are free).
+    ends: watch::Sender<u64>,
+}
+
+/// One open transaction's bookkeeping.
 #[derive(Debug, Default)]
-pub(super) struct OpenTxn {
+struct OpenTxn {
     /// Effects so far, in execution order.
     parts: Vec<WritePart>,
-    /// Client savepoints, oldest first, each with `parts.len()` when it was set.
-    savepoints: Vec<(String, usize)>,
+    /// Client savepoints, oldest first, each with the effects as of when it was set.
+    savepoints: Vec<(String, Vec<WritePart>)>,
+    /// The rows it owns.
+    keys: Vec<RowKey>,
+    /// How many rows it owns per table.
+    rows_per_table: HashMap<String, usize>,
+    /// Tables it owns whole.
+    tables: Vec<String>,
+    /// It ran DDL: it stays live until it ends.
+    exclusive: bool,
 }
 
 impl OpenTxn {
@@ -94,9 +166,107 @@ impl OpenTxn {
     }
 }
 
-/// The SQLite name of a client savepoint, quoted (and apart from the engine's own names).
-fn sqlite_savepoint(name: &str) -> String {
-    format!("\"sp_{}\"", name.replace('"', "\"\""))
+impl Transactions {
+    pub(super) fn new() -> (Transactions, watch::Receiver<u64>) {
+        let (ends, ends_rx) = watch::channel(0);
+        let transactions = Transactions {
+            open: HashMap::new(),
+            live: None,
+            locks: HashMap::new(),
+            table_locks: HashMap::new(),
+            waiting: HashMap::new(),
+            ends,
+        };
+        (transactions, ends_rx)
+    }
+
+    /// Whether any open transaction owns rows (then autocommit requests are checked too).
+    pub(super) fn hold_rows(&self) -> bool {
+        !self.locks.is_empty() || !self.table_locks.is_empty()
+    }
+
+    /// The open transaction, other than `me`, owning one of `keys`.
+    pub(super) fn owner_of(&self, keys: &[RowKey], me: Option<TxnId>) -> Option<TxnId> {
+        let other = |owner: Option<&TxnId>| owner.copied().filter(|o| Some(*o) != me);
+        keys.iter().find_map(|k| {
+            other(self.locks.get(k)).or_else(|| other(self.table_locks.get(&k.table)))
+        })
+    }
+
+    /// Makes `keys` rows of `id`, escalating to a table lock past [`ROW_LOCKS_PER_TABLE`].
+    fn acquire(&mut self, id: TxnId, keys: Vec<RowKey>) {
+        let Some(txn) = self.open.get_mut(&id) else {
+            return;
+        };
+        for key in keys {
+            if self.table_locks.get(&key.table) == Some(&id) {
+                continue;
+            }
+            let count = txn.rows_per_table.entry(key.table.clone()).or_insert(0);
+            if *count >= ROW_LOCKS_PER_TABLE {
+                self.table_locks.insert(key.table.clone(), id);
+                txn.tables.push(key.table);
+                continue;
+            }
+            if self.locks.insert(key.clone(), id).is_none() {
+                *count += 1;
+                txn.keys.push(key);
+            }
+        }
+    }
+
+    /// The live transaction, if it cannot be parked.
+    pub(super) fn exclusive_live(&self) -> Option<TxnId> {
+        self.live
+            .filter(|id| self.open.get(id).is_some_and(|t| t.exclusive))
+    }
+
+    /// Forgets every transaction (the batch under them is gone); the SQLite side is the
+    /// caller's.
+    pub(super) fn clear(&mut self) {
+        let had_any = !self.open.is_empty();
+        self.open.clear();
+        self.live = None;
+        self.locks.clear();
+        self.table_locks.clear();
+        self.waiting.clear();
+        if had_any {
+            self.ends.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Removes a transaction and frees its rows.
+    fn remove(&mut self, id: TxnId) -> Option<OpenTxn> {
+        let txn = self.open.remove(&id)?;
+        for key in &txn.keys {
+            self.locks.remove(key);
+        }
+        for table in &txn.tables {
+            self.table_locks.remove(table);
+        }
+        self.waiting.remove(&id);
+        self.waiting.retain(|_, owner| *owner != id);
+        if self.live == Some(id) {
+            self.live = None;
+        }
+        self.ends.send_modify(|n| *n += 1);
+        Some(txn)
+    }
+
+    /// Whether `id` waiting for `owner` closes a cycle of waits.
+    fn would_deadlock(&self, id: TxnId, owner: TxnId) -> bool {
+        let mut at = owner;
+        for _ in 0..=self.waiting.len() {
+            if at == id {
+                return true;
+            }
+            match self.waiting.get(&at) {
+                Some(next) => at = *next,
+                None => return false,
+            }
+        }
+        false
+    }
 }
 
 fn not_open() -> TxnError {
@@ -107,62 +277,188 @@ fn not_open() -> TxnError {
     )
 }
 
+fn has_ddl(parts: &[WritePart]) -> bool {
+    parts.iter().any(|p| matches!(p, WritePart::Ddl(_)))
+}
+
+fn effects_bytes(parts: &[WritePart]) -> usize {
+    parts
+        .iter()
+        .map(|p| match p {
+            WritePart::Ddl(sql) => sql.len(),
+            WritePart::Changeset(bytes) | WritePart::CompressedChangeset(bytes) => bytes.len(),
+        })
+        .sum()
+}
+
 impl Writer {
-    pub(super) fn transaction_step(&mut self, step: TxnStep) -> Result<TxnAnswer, TxnError> {
-        if step != TxnStep::Begin && self.txn.is_none() {
-            return Err(not_open());
+    pub(super) fn transaction_step(
+        &mut self,
+        id: TxnId,
+        step: TxnStep,
+    ) -> Result<TxnAnswer, TxnError> {
+        if step == TxnStep::Begin {
+            if self.txns.open.contains_key(&id) {
+                return Err(TxnError::Engine(EngineError::Corrupt(format!(
+                    "transaction {id} is already open"
+                ))));
+            }
+            self.txns.open.insert(id, OpenTxn::default());
+            return Ok(TxnAnswer::Begun);
         }
+        let Some(txn) = self.txns.open.get_mut(&id) else {
+            return Err(not_open());
+        };
         match step {
-            TxnStep::Begin => self.begin_transaction(),
-            TxnStep::Execute(statement) => self.execute_in_transaction(&statement),
+            TxnStep::Begin => unreachable_begin(),
+            TxnStep::Execute(statement) => self.execute_in_transaction(id, &statement),
             TxnStep::Savepoint(name) => {
-                self.conn
-                    .execute_batch(&format!("SAVEPOINT {}", sqlite_savepoint(&name)))?;
-                if let Some(txn) = self.txn.as_mut() {
-                    let mark = txn.parts.len();
-                    txn.savepoints.push((name, mark));
-                }
+                let effects = txn.parts.clone();
+                txn.savepoints.push((name, effects));
                 Ok(TxnAnswer::Done)
             }
             TxnStep::Release(name) => {
-                let txn = self.txn.as_mut().ok_or_else(not_open)?;
                 let at = txn.savepoint(&name)?;
-                self.conn
-                    .execute_batch(&format!("RELEASE {}", sqlite_savepoint(&name)))?;
                 txn.savepoints.truncate(at);
                 Ok(TxnAnswer::Done)
             }
             TxnStep::RollbackTo(name) => {
-                let txn = self.txn.as_mut().ok_or_else(not_open)?;
                 let at = txn.savepoint(&name)?;
-                self.conn
-                    .execute_batch(&format!("ROLLBACK TO {}", sqlite_savepoint(&name)))?;
-                let mark = txn.savepoints[at].1;
-                txn.parts.truncate(mark);
+                txn.parts = txn.savepoints[at].1.clone();
                 txn.savepoints.truncate(at + 1);
+                txn.exclusive = has_ddl(&txn.parts) || effects_bytes(&txn.parts) > PARKABLE_BYTES;
+                // Rows changed after the savepoint stay owned until the end: simpler, and
+                // never wrong (only more waiting). The SQLite side is rebuilt from the parts.
+                if self.txns.live == Some(id) {
+                    self.park().map_err(|e| self.poison(e))?;
+                }
+                if self.txns.open.get(&id).is_some_and(|t| t.exclusive) {
+                    // An exclusive transaction is always live.
+                    if let Some(owner) = self.make_live(id)? {
+                        return self.block(id, owner);
+                    }
+                }
                 Ok(TxnAnswer::Done)
             }
-            TxnStep::Commit => self.commit_transaction(),
+            TxnStep::Commit => self.commit_transaction(id),
             TxnStep::Rollback => {
-                self.rollback_transaction()?;
+                self.end_transaction(id)?;
                 Ok(TxnAnswer::Done)
             }
         }
     }
 
-    fn begin_transaction(&mut self) -> Result<TxnAnswer, TxnError> {
-        if self.txn.is_some() || self.tx_open {
-            return Err(TxnError::Engine(EngineError::Corrupt(
-                "a transaction is already open on the writer".into(),
-            )));
+    /// Makes `id` the live transaction, parking the live one; answers the live transaction
+    /// instead if that one cannot be parked.
+    fn make_live(&mut self, id: TxnId) -> Result<Option<TxnId>, TxnError> {
+        match self.txns.live {
+            Some(live) if live == id => return Ok(None),
+            Some(live) if self.txns.exclusive_live() == Some(live) => return Ok(Some(live)),
+            Some(_) => self.park().map_err(|e| self.poison(e))?,
+            None => {}
         }
         self.open_batch().map_err(TxnError::Engine)?;
-        self.conn.execute_batch("SAVEPOINT txn")?;
-        self.txn = Some(OpenTxn::default());
-        Ok(TxnAnswer::Begun)
+        self.conn.prepare_cached("SAVEPOINT txn")?.execute([])?;
+        self.txns.live = Some(id);
+        let Some(txn) = self.txns.open.get_mut(&id) else {
+            return Err(not_open());
+        };
+        if txn.parts.is_empty() {
+            return Ok(None);
+        }
+        let parts = std::mem::take(&mut txn.parts);
+        let exclusive = txn.exclusive;
+        match self.resume(&parts, exclusive) {
+            Ok(resumed) => {
+                if let Some(txn) = self.txns.open.get_mut(&id) {
+                    txn.parts = resumed;
+                }
+                Ok(None)
+            }
+            Err(e) => {
+                tracing::info!(
+                    txn = id,
+                    "an interactive transaction could not be resumed: {e}"
+                );
+                self.end_transaction(id)?;
+                Err(TxnError::Lost(format!(
+                    "could not serialize access due to a concurrent update: the transaction's \
+                     changes no longer apply ({e}); it was rolled back"
+                )))
+            }
+        }
     }
 
-    fn execute_in_transaction(&mut self, statement: &Statement) -> Result<TxnAnswer, TxnError> {
+    /// Applies a parked transaction's effects again; returns its effects as recorded now.
+    fn resume(
+        &mut self,
+        parts: &[WritePart],
+        exclusive: bool,
+    ) -> Result<Vec<WritePart>, EngineError> {
+        if exclusive {
+            // DDL in between: replay in order, as a follower would (no renumbering needed:
+            // nothing else ran since, see `RollbackTo`).
+            for part in parts {
+                match part {
+                    WritePart::Ddl(sql) => self.conn.execute_batch(sql)?,
+                    other => changeset::apply_changeset(&self.conn, &changeset_bytes(other)?)?,
+                }
+            }
+            return Ok(parts.to_vec());
+        }
+        let changesets = parts
+            .iter()
+            .map(changeset_bytes)
+            .collect::<Result<Vec<_>, _>>()?;
+        let merged = if changesets.len() == 1 {
+            changesets.into_iter().next().unwrap_or_default()
+        } else {
+            changeset::merge(&changesets)?
+        };
+        let renumbered = tables_keyed_by_rowid(&self.conn)?;
+        let recorder = ChangeRecorder::start(&self.conn)?;
+        changeset::apply_changeset_renumbering(&self.conn, &merged, &renumbered)?;
+        let mut resumed = Vec::new();
+        push_changeset(&mut resumed, recorder).map_err(|f| match f {
+            RequestFailure::Engine(e) => e,
+            RequestFailure::Client(e) => EngineError::Corrupt(e.to_string()),
+        })?;
+        Ok(resumed)
+    }
+
+    /// Undoes the live transaction's changes in SQLite (its parts keep them).
+    pub(super) fn park(&mut self) -> Result<(), EngineError> {
+        if self.txns.live.take().is_some() {
+            self.conn.prepare_cached("ROLLBACK TO txn")?.execute([])?;
+            self.conn.prepare_cached("RELEASE txn")?.execute([])?;
+        }
+        Ok(())
+    }
+
+    /// `id` must wait for `owner`: answers `Blocked`, or rolls `id` back if that would never end.
+    fn block(&mut self, id: TxnId, owner: TxnId) -> Result<TxnAnswer, TxnError> {
+        if self.txns.would_deadlock(id, owner) {
+            self.end_transaction(id)?;
+            return Err(TxnError::Deadlock(
+                "deadlock detected: this transaction and another one each wait for rows the \
+                 other changed; this one was rolled back"
+                    .into(),
+            ));
+        }
+        self.txns.waiting.insert(id, owner);
+        Ok(TxnAnswer::Blocked)
+    }
+
+    fn execute_in_transaction(
+        &mut self,
+        id: TxnId,
+        statement: &Statement,
+    ) -> Result<TxnAnswer, TxnError> {
+        self.txns.waiting.remove(&id);
+        if let Some(owner) = self.make_live(id)? {
+            return self.block(id, owner);
+        }
+        self.conn.prepare_cached("SAVEPOINT step")?.execute([])?;
         let mut parts = Vec::new();
         let ran = {
             let conn = &self.conn;
@@ -177,7 +473,7 @@ impl Writer {
         };
         if self.conn.is_autocommit() {
             // SQLite rolled the whole transaction back (`INSERT OR ROLLBACK`, `RAISE(ROLLBACK)`,
-            // a full disk): the batch is gone, and the transaction with it.
+            // a full disk): the batch is gone, and every transaction with it.
             self.discard_batch().map_err(|e| self.poison(e))?;
             return Err(TxnError::Lost(
                 "a statement rolled back the whole transaction (e.g. INSERT OR ROLLBACK or \
@@ -185,25 +481,78 @@ impl Writer {
                     .into(),
             ));
         }
-        match ran {
-            Ok(result) => {
-                if let Some(txn) = self.txn.as_mut() {
-                    txn.parts.extend(parts);
-                }
-                Ok(TxnAnswer::Executed(result))
+        let result = match ran {
+            Ok(result) => result,
+            Err(RequestFailure::Client(e)) => {
+                self.undo_step()?;
+                return Err(TxnError::Sql(e));
             }
-            // The failed statement changed nothing (SQLite undid it); the client decides.
-            Err(RequestFailure::Client(e)) => Err(TxnError::Sql(e)),
             Err(RequestFailure::Engine(e)) => {
-                self.rollback_transaction()?;
-                Err(TxnError::Engine(e))
+                self.undo_step()?;
+                self.end_transaction(id)?;
+                return Err(TxnError::Engine(e));
             }
+        };
+        let keys = self.row_keys(&parts).map_err(TxnError::Engine)?;
+        if let Some(owner) = self.txns.owner_of(&keys, Some(id)) {
+            self.undo_step()?;
+            return self.block(id, owner);
+        }
+        self.conn.prepare_cached("RELEASE step")?.execute([])?;
+        self.txns.acquire(id, keys);
+        let Some(txn) = self.txns.open.get_mut(&id) else {
+            return Err(not_open());
+        };
+        txn.parts.extend(parts);
+        txn.exclusive = has_ddl(&txn.parts) || effects_bytes(&txn.parts) > PARKABLE_BYTES;
+        Ok(TxnAnswer::Executed(result))
+    }
+
+    fn undo_step(&mut self) -> Result<(), TxnError> {
+        self.conn
+            .execute_batch("ROLLBACK TO step; RELEASE step")
+            .map_err(|e| self.poison(e.into()))
+    }
+
+    /// The rows `parts` change, as owned by a transaction (see the module doc).
+    pub(super) fn row_keys(&self, parts: &[WritePart]) -> Result<Vec<RowKey>, EngineError> {
+        let mut keyed_by_rowid: HashMap<String, bool> = HashMap::new();
+        let mut lookup_failed = None;
+        let mut keys = Vec::new();
+        for part in parts {
+            if matches!(part, WritePart::Ddl(_)) {
+                continue;
+            }
+            let bytes = changeset_bytes(part)?;
+            let mut by_rowid = |table: &str| -> bool {
+                if let Some(known) = keyed_by_rowid.get(table) {
+                    return *known;
+                }
+                let answer = match table_keyed_by_rowid(&self.conn, table) {
+                    Ok(answer) => answer,
+                    Err(e) => {
+                        lookup_failed.get_or_insert(e);
+                        false
+                    }
+                };
+                keyed_by_rowid.insert(table.to_owned(), answer);
+                answer
+            };
+            keys.extend(changeset::row_keys(&bytes, &mut by_rowid)?);
+        }
+        match lookup_failed {
+            Some(e) => Err(e.into()),
+            None => Ok(keys),
         }
     }
 
-    fn commit_transaction(&mut self) -> Result<TxnAnswer, TxnError> {
+    fn commit_transaction(&mut self, id: TxnId) -> Result<TxnAnswer, TxnError> {
+        self.txns.waiting.remove(&id);
+        if let Some(owner) = self.make_live(id)? {
+            return self.block(id, owner);
+        }
         if deferred_foreign_key_violations(&self.conn) > 0 {
-            self.rollback_transaction()?;
+            self.end_transaction(id)?;
             return Err(TxnError::Sql(SqlError::Constraint {
                 code: rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY,
                 message: "FOREIGN KEY constraint failed (deferred constraint checked at COMMIT)"
@@ -211,8 +560,9 @@ impl Writer {
                 names: Default::default(),
             }));
         }
-        self.conn.execute_batch("RELEASE txn")?;
-        let parts = self.txn.take().map(|t| t.parts).unwrap_or_default();
+        self.conn.prepare_cached("RELEASE txn")?.execute([])?;
+        self.txns.live = None;
+        let parts = self.txns.remove(id).map(|t| t.parts).unwrap_or_default();
         let proposal = self.propose_parts(&parts);
         let batch_id = self.batch.as_ref().map(|b| b.id).unwrap_or(0);
         self.maybe_commit_batch().map_err(TxnError::Engine)?;
@@ -221,28 +571,64 @@ impl Writer {
             proposal,
             parts,
             results: Vec::new(),
+            blocked: Vec::new(),
         }))
     }
 
-    /// Undoes the open transaction; the batch commits if nothing else of it is pending.
-    fn rollback_transaction(&mut self) -> Result<(), TxnError> {
-        if self.txn.take().is_none() {
+    /// Rolls `id` back (if still open) and frees its rows; the batch commits if nothing else
+    /// of it is pending.
+    fn end_transaction(&mut self, id: TxnId) -> Result<(), TxnError> {
+        if self.txns.live == Some(id) {
+            self.park().map_err(|e| self.poison(e))?;
+        }
+        if self.txns.remove(id).is_none() {
             return Ok(());
         }
-        let undone = self
-            .conn
-            .execute_batch("ROLLBACK TO txn; RELEASE txn")
-            .map_err(EngineError::from)
-            .and_then(|()| self.maybe_commit_batch());
-        undone.map_err(|e| self.poison(e))
+        self.maybe_commit_batch().map_err(|e| self.poison(e))
     }
 
     /// A failure that leaves the open batch in an unknown state: nothing more may build on it.
-    fn poison(&mut self, e: EngineError) -> TxnError {
+    pub(super) fn poison(&mut self, e: EngineError) -> TxnError {
         tracing::error!("an interactive transaction left the batch broken; the engine stops: {e}");
         self.poisoned = true;
         TxnError::Engine(e)
     }
+}
+
+fn unreachable_begin() -> Result<TxnAnswer, TxnError> {
+    Err(TxnError::Engine(EngineError::Corrupt(
+        "begin handled above".into(),
+    )))
+}
+
+/// A changeset part's bytes, decompressed.
+fn changeset_bytes(part: &WritePart) -> Result<Vec<u8>, EngineError> {
+    match part {
+        WritePart::Changeset(bytes) => Ok(bytes.clone()),
+        WritePart::CompressedChangeset(compressed) => Ok(changeset::decompress(
+            compressed,
+            super::MAX_CHANGESET_BYTES,
+        )?),
+        WritePart::Ddl(_) => Err(EngineError::Corrupt(
+            "a DDL part where a changeset was expected".into(),
+        )),
+    }
+}
+
+/// Whether the session keys `table` by its hidden rowid (it declares no primary key).
+fn table_keyed_by_rowid(conn: &rusqlite::Connection, table: &str) -> Result<bool, rusqlite::Error> {
+    conn.prepare_cached("SELECT count(*) = 0 FROM pragma_table_info(?1, 'main') WHERE pk > 0")?
+        .query_row([table], |row| row.get(0))
+}
+
+/// Every table the session keys by its hidden rowid.
+fn tables_keyed_by_rowid(conn: &rusqlite::Connection) -> Result<BTreeSet<String>, rusqlite::Error> {
+    let mut statement = conn.prepare_cached(
+        "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
+         AND NOT EXISTS (SELECT 1 FROM pragma_table_info(name, 'main') WHERE pk > 0)",
+    )?;
+    let names = statement.query_map([], |row| row.get::<_, String>(0))?;
+    names.collect()
 }
 
 fn into_txn_error(failure: RequestFailure) -> TxnError {

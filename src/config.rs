@@ -154,7 +154,7 @@ impl Default for NodeConfig {
             max_pg_connections: 100,
             write_timeout_ms: 10_000,
             read_timeout_ms: 5_000,
-            txn_idle_timeout_ms: 5_000,
+            txn_idle_timeout_ms: 60_000,
             read_connections: 4,
             lease_reads: true,
             id_epoch: "2024-01-01T00:00:00Z".into(),

@@ -139,9 +139,37 @@ async fn changes_that_no_longer_apply_roll_back_and_ddl_holds_the_writer() {
         .await;
     let (a, _a) = connect(&cluster, leader).await.expect("connect a");
     let (b, _b) = connect(&cluster, leader).await.expect("connect b");
-    a.batch_execute("CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT UNIQUE)")
-        .await
-        .expect("setup");
+    // Foreign keys in the schema: resuming a transaction takes SQLite's own changeset apply
+    // (which keeps cascades from running twice) instead of the row-by-row replay.
+    a.batch_execute(
+        "CREATE TABLE u(id INTEGER PRIMARY KEY, email TEXT UNIQUE);
+         CREATE TABLE p(id INTEGER PRIMARY KEY);
+         CREATE TABLE ch(id INTEGER PRIMARY KEY, p INTEGER REFERENCES p(id) ON DELETE CASCADE)",
+    )
+    .await
+    .expect("setup");
+    promptly(&a, "BEGIN; INSERT INTO p VALUES (1)").await;
+    promptly(
+        &b,
+        "INSERT INTO p VALUES (2); INSERT INTO ch VALUES (20, 2)",
+    )
+    .await;
+    promptly(
+        &a,
+        "INSERT INTO ch VALUES (10, 1); DELETE FROM p WHERE id = 2",
+    )
+    .await;
+    promptly(&b, "INSERT INTO p VALUES (3)").await;
+    promptly(&a, "COMMIT").await;
+    assert_eq!(
+        one_value(
+            &b,
+            "SELECT (SELECT count(*) FROM p) || ':' || (SELECT sum(id) FROM ch)"
+        )
+        .await,
+        "2:10",
+        "a's insert and its cascading delete apply once"
+    );
 
     // A UNIQUE index other than the key is not a row lock: the autocommit insert wins, and
     // `a`, whose insert no longer applies, is rolled back whole (40001).

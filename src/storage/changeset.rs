@@ -321,18 +321,36 @@ pub fn apply_changeset(connection: &Connection, changeset: &[u8]) -> Result<(), 
 /// under a fresh rowid instead of failing. The leader uses it to resume an interactive
 /// transaction on top of rows other transactions inserted meanwhile: such a rowid was SQLite's
 /// pick, which nobody asked for.
+///
+/// Turning triggers off, or foreign-key actions into NO ACTION, makes SQLite prepare every
+/// statement again afterwards; `schema` says whether the database has any of either, so that
+/// the leader's frequent resumes skip what cannot matter.
 pub fn apply_changeset_renumbering(
     connection: &Connection,
     changeset: &[u8],
-    renumbered: &BTreeSet<String>,
+    schema: &ResumeSchema,
 ) -> Result<(), ChangesetError> {
-    apply_with(connection, changeset, Some(renumbered))
+    apply_with(connection, changeset, Some(schema))
+}
+
+/// What [`apply_changeset_renumbering`] needs to know of the schema.
+#[derive(Debug, Clone, Default)]
+pub struct ResumeSchema {
+    /// Tables keyed by their hidden rowid (no declared primary key).
+    pub renumbered: BTreeSet<String>,
+    /// The database has triggers.
+    pub triggers: bool,
+    /// The database has foreign keys.
+    pub foreign_keys: bool,
+    /// Every table's columns, in order (as a changeset lists them, after the rowid of a table
+    /// keyed by rowid).
+    pub columns: std::collections::HashMap<String, Vec<String>>,
 }
 
 fn apply_with(
     connection: &Connection,
     changeset: &[u8],
-    renumbered: Option<&BTreeSet<String>>,
+    resume: Option<&ResumeSchema>,
 ) -> Result<(), ChangesetError> {
     if changeset.is_empty() {
         return Ok(());
@@ -342,9 +360,12 @@ fn apply_with(
     })?;
     let expected = count_changes_per_table(changeset, size_bytes)?;
 
-    let _triggers_off = TriggersDisabled::new(connection)?;
+    let _triggers_off = match resume {
+        Some(schema) if !schema.triggers => None,
+        _ => Some(TriggersDisabled::new(connection)?),
+    };
     connection.execute_batch(&format!("SAVEPOINT {APPLY_SAVEPOINT}"))?;
-    let applied = apply_all_or_abort(connection, changeset, size_bytes, &expected, renumbered);
+    let applied = apply_all_or_abort(connection, changeset, size_bytes, &expected, resume);
     let end_savepoint = match applied {
         Ok(()) => format!("RELEASE {APPLY_SAVEPOINT}"),
         Err(_) => format!("ROLLBACK TO {APPLY_SAVEPOINT}; RELEASE {APPLY_SAVEPOINT}"),
@@ -362,19 +383,21 @@ fn apply_all_or_abort(
     changeset: &[u8],
     size_bytes: c_int,
     expected: &ChangesPerTable,
-    renumbered: Option<&BTreeSet<String>>,
+    resume: Option<&ResumeSchema>,
 ) -> Result<(), ChangesetError> {
     let mut context = ApplyContext {
-        renumbered,
+        renumbered: resume.map(|schema| &schema.renumbered),
         ..ApplyContext::default()
     };
+    let foreign_keys = resume.is_none_or(|schema| schema.foreign_keys);
     // With foreign keys off nothing cascades, and asking for NO ACTION would only cost a schema
     // reload (SQLite bumps the schema cookie around such an apply).
-    let apply_flags = if connection.db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY)? {
-        session::SQLITE_CHANGESETAPPLY_FKNOACTION
-    } else {
-        0
-    };
+    let apply_flags =
+        if foreign_keys && connection.db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_FKEY)? {
+            session::SQLITE_CHANGESETAPPLY_FKNOACTION
+        } else {
+            0
+        };
     // SAFETY: the handle is used only for this synchronous call.
     let db = unsafe { connection.handle() };
     // SAFETY: `changeset` is valid for `size_bytes` bytes and only read by
@@ -562,16 +585,47 @@ pub struct RowKey {
     pub key: Vec<u8>,
 }
 
-/// The rows a changeset touches, by primary key — except the rows it inserts into tables keyed
-/// by their hidden rowid (`keyed_by_rowid` answers per table): such a rowid is SQLite's pick,
-/// not the client's, and moves if it collides (see [`apply_changeset_renumbering`]).
-pub fn row_keys(
-    changeset: &[u8],
-    keyed_by_rowid: &mut dyn FnMut(&str) -> bool,
-) -> Result<Vec<RowKey>, ChangesetError> {
-    let mut keys = Vec::new();
+/// What a change does to its row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChangeKind {
+    Insert,
+    Update,
+    Delete,
+}
+
+/// One row change of a changeset, decoded.
+#[derive(Debug, Clone)]
+pub struct Change {
+    pub table: String,
+    pub kind: ChangeKind,
+    /// Per column: part of the primary key (for a table keyed by rowid, column 0 is the rowid).
+    pub primary_key: Vec<bool>,
+    /// The row before (UPDATE, DELETE; an UPDATE carries only its key and changed columns).
+    pub old: Vec<Option<rusqlite::types::Value>>,
+    /// The row after (INSERT, UPDATE; an UPDATE carries only its changed columns).
+    pub new: Vec<Option<rusqlite::types::Value>>,
+}
+
+impl Change {
+    /// The primary-key values: the new row's for an INSERT, else the old row's.
+    pub fn key_values(&self) -> impl Iterator<Item = Option<&rusqlite::types::Value>> {
+        let row = match self.kind {
+            ChangeKind::Insert => &self.new,
+            _ => &self.old,
+        };
+        self.primary_key
+            .iter()
+            .zip(row)
+            .filter(|(is_key, _)| **is_key)
+            .map(|(_, value)| value.as_ref())
+    }
+}
+
+/// Decodes every change of a changeset, in order.
+pub fn changes(changeset: &[u8]) -> Result<Vec<Change>, ChangesetError> {
+    let mut changes = Vec::new();
     if changeset.is_empty() {
-        return Ok(keys);
+        return Ok(changes);
     }
     let size_bytes = c_int::try_from(changeset.len()).map_err(|_| ChangesetError::TooLarge {
         limit_bytes: MAX_CHANGESET_BYTES,
@@ -589,10 +643,12 @@ pub fn row_keys(
         let Some((table, column_count, operation)) = (unsafe { current_change(iterator.0) }) else {
             return Err(sqlite_error(ptr::null_mut(), ffi::SQLITE_CORRUPT).into());
         };
-        let table = table.to_string_lossy().into_owned();
-        if operation == ffi::SQLITE_INSERT && keyed_by_rowid(&table) {
-            continue;
-        }
+        let kind = match operation {
+            ffi::SQLITE_INSERT => ChangeKind::Insert,
+            ffi::SQLITE_UPDATE => ChangeKind::Update,
+            ffi::SQLITE_DELETE => ChangeKind::Delete,
+            _ => return Err(sqlite_error(ptr::null_mut(), ffi::SQLITE_CORRUPT).into()),
+        };
         let mut flags = ptr::null_mut();
         let mut flag_count: c_int = 0;
         // SAFETY: live iterator at a change; valid out pointers.
@@ -601,21 +657,50 @@ pub fn row_keys(
         let flag_count = usize::try_from(flag_count).unwrap_or(0).min(column_count);
         // SAFETY: SQLite returned `flag_count` flags, valid until the iterator moves.
         let flags = unsafe { std::slice::from_raw_parts(flags, flag_count) };
-        let side = if operation == ffi::SQLITE_INSERT {
-            Side::New
-        } else {
-            Side::Old
+        let side = |side: Side| -> Vec<Option<rusqlite::types::Value>> {
+            (0..column_count)
+                // SAFETY: the iterator points at a change with this side.
+                .map(|column| unsafe { change_value(iterator.0, column, side) })
+                .collect()
         };
-        let mut key = Vec::new();
-        for (column, _) in flags.iter().enumerate().filter(|(_, flag)| **flag != 0) {
-            // SAFETY: the change has this side; primary-key columns always carry a value.
-            let value = unsafe { change_value(iterator.0, column, side) };
-            encode_key_value(&mut key, value.as_ref());
-        }
-        keys.push(RowKey { table, key });
+        changes.push(Change {
+            table: table.to_string_lossy().into_owned(),
+            kind,
+            primary_key: flags.iter().map(|flag| *flag != 0).collect(),
+            old: if kind == ChangeKind::Insert {
+                Vec::new()
+            } else {
+                side(Side::Old)
+            },
+            new: if kind == ChangeKind::Delete {
+                Vec::new()
+            } else {
+                side(Side::New)
+            },
+        });
     }
     check(ptr::null_mut(), iterator.finalize())?;
-    Ok(keys)
+    Ok(changes)
+}
+
+/// The rows changes touch, by primary key — except the rows they insert into tables keyed by
+/// their hidden rowid (`keyed_by_rowid` answers per table): such a rowid is SQLite's pick, not
+/// the client's, and moves if it collides (see [`apply_changeset_renumbering`]).
+pub fn row_keys(changes: &[Change], keyed_by_rowid: &dyn Fn(&str) -> bool) -> Vec<RowKey> {
+    changes
+        .iter()
+        .filter(|c| !(c.kind == ChangeKind::Insert && keyed_by_rowid(&c.table)))
+        .map(|c| {
+            let mut key = Vec::new();
+            for value in c.key_values() {
+                encode_key_value(&mut key, value);
+            }
+            RowKey {
+                table: c.table.clone(),
+                key,
+            }
+        })
+        .collect()
 }
 
 fn encode_key_value(out: &mut Vec<u8>, value: Option<&rusqlite::types::Value>) {

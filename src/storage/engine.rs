@@ -52,6 +52,7 @@ use crate::storage::request::{Description, QueryResult, SqlValue, Statement, Sta
 use crate::storage::rowid_alias;
 
 mod read_pool;
+mod replay;
 mod transaction;
 use read_pool::ReadPool;
 use transaction::Transactions;
@@ -229,6 +230,7 @@ impl Engine {
             next_batch_id: 1,
             batch: None,
             txns,
+            resume_schema: None,
             tx_open: false,
             applied,
             visible: visible_tx,
@@ -405,6 +407,8 @@ struct Writer {
     batch: Option<OpenBatch>,
     /// The interactive transactions open on top of `batch` (see `transaction.rs`).
     txns: Transactions,
+    /// What resuming a transaction needs to know of the schema, at a schema version.
+    resume_schema: Option<(i64, crate::storage::changeset::ResumeSchema)>,
     /// A follower-style transaction is open (entries applied for real, not yet committed).
     tx_open: bool,
     /// Applied log id as of the open transaction (or the last commit).
@@ -500,8 +504,20 @@ impl Writer {
             return Err(e);
         }
         self.open_batch()?;
+        if requests
+            .iter()
+            .flatten()
+            .any(|s| classify(&s.sql) == StatementClass::Ddl)
+        {
+            self.resume_schema = None;
+        }
+        let rowid_tables = if self.txns.hold_rows() {
+            self.resume_schema()?.renumbered
+        } else {
+            Default::default()
+        };
         let owner_check = |parts: &[WritePart]| -> Result<bool, EngineError> {
-            let keys = self.row_keys(parts)?;
+            let keys = transaction::row_keys(parts, &rowid_tables)?;
             Ok(self.txns.owner_of(&keys, None).is_some())
         };
         let check: Option<&OwnedRowsCheck> = if self.txns.hold_rows() {
@@ -583,6 +599,13 @@ impl Writer {
     }
 
     fn apply(&mut self, items: Vec<ApplyItem>) -> Result<(), EngineError> {
+        let schema_changes = items.iter().any(|item| {
+            matches!(&item.payload, ApplyPayload::Write(Command::Write { parts, .. })
+                if parts.iter().any(|p| matches!(p, WritePart::Ddl(_))))
+        });
+        if schema_changes {
+            self.resume_schema = None;
+        }
         let mut staged = StagedChanges::default();
         let mut last = None;
         for item in items {
@@ -700,6 +723,7 @@ impl Writer {
     fn rollback_batch(&mut self) -> Result<(), EngineError> {
         // The interactive transactions open on the batch go with it; their next steps are told.
         self.txns.clear();
+        self.resume_schema = None;
         let Some(batch) = self.batch.take() else {
             return Ok(());
         };
@@ -729,6 +753,7 @@ impl Writer {
             self.conn.execute_batch("ROLLBACK")?;
             self.batch = None;
             self.txns.clear();
+            self.resume_schema = None;
             self.tx_open = false;
         }
         {
@@ -1025,12 +1050,17 @@ fn push_changeset(
     let bytes = recorder
         .finish()
         .map_err(|e| RequestFailure::Engine(e.into()))?;
+    push_bytes(parts, bytes);
+    Ok(())
+}
+
+/// Appends a changeset as a part (compressed when large; nothing when empty).
+fn push_bytes(parts: &mut Vec<WritePart>, bytes: Vec<u8>) {
     if bytes.len() >= COMPRESS_FROM_BYTES {
         parts.push(WritePart::CompressedChangeset(changeset::compress(&bytes)));
     } else if !bytes.is_empty() {
         parts.push(WritePart::Changeset(bytes));
     }
-    Ok(())
 }
 
 fn run_statement(conn: &Connection, statement: &Statement) -> Result<StatementResult, SqlError> {

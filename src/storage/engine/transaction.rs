@@ -48,12 +48,13 @@ use std::collections::{BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::replay::{self, Replayed};
 use super::{
-    ExecutedBatch, RequestFailure, Writer, deferred_foreign_key_violations, push_changeset,
-    run_client_statement, start_recorder,
+    ExecutedBatch, RequestFailure, Writer, deferred_foreign_key_violations, push_bytes,
+    push_changeset, run_client_statement, start_recorder,
 };
 use crate::raft::types::WritePart;
-use crate::storage::changeset::{self, ChangeRecorder, RowKey};
+use crate::storage::changeset::{self, ChangeRecorder, ResumeSchema, RowKey};
 use crate::storage::error::{EngineError, SqlError};
 use crate::storage::request::{Statement, StatementResult};
 
@@ -330,6 +331,8 @@ impl Writer {
                 // Rows changed after the savepoint stay owned until the end: simpler, and
                 // never wrong (only more waiting). The SQLite side is rebuilt from the parts.
                 if self.txns.live == Some(id) {
+                    // May undo DDL.
+                    self.resume_schema = None;
                     self.park().map_err(|e| self.poison(e))?;
                 }
                 if self.txns.open.get(&id).is_some_and(|t| t.exclusive) {
@@ -415,9 +418,33 @@ impl Writer {
         } else {
             changeset::merge(&changesets)?
         };
-        let renumbered = tables_keyed_by_rowid(&self.conn)?;
+        let schema = self.resume_schema()?;
+        let changes = changeset::changes(&merged)?;
+        match replay::replay(&self.conn, &changes, &schema, false)? {
+            Replayed::Done => {
+                let mut resumed = Vec::new();
+                push_bytes(&mut resumed, merged);
+                return Ok(resumed);
+            }
+            Replayed::Fallback(why) => {
+                tracing::debug!("resuming a transaction again, recorded: {why}");
+                self.conn.prepare_cached("ROLLBACK TO txn")?.execute([])?;
+            }
+        }
+        {
+            let recorder = ChangeRecorder::start(&self.conn)?;
+            if replay::replay(&self.conn, &changes, &schema, true)? == Replayed::Done {
+                let mut resumed = Vec::new();
+                push_changeset(&mut resumed, recorder).map_err(|f| match f {
+                    RequestFailure::Engine(e) => e,
+                    RequestFailure::Client(e) => EngineError::Corrupt(e.to_string()),
+                })?;
+                return Ok(resumed);
+            }
+        }
+        self.conn.prepare_cached("ROLLBACK TO txn")?.execute([])?;
         let recorder = ChangeRecorder::start(&self.conn)?;
-        changeset::apply_changeset_renumbering(&self.conn, &merged, &renumbered)?;
+        changeset::apply_changeset_renumbering(&self.conn, &merged, &schema)?;
         let mut resumed = Vec::new();
         push_changeset(&mut resumed, recorder).map_err(|f| match f {
             RequestFailure::Engine(e) => e,
@@ -426,8 +453,26 @@ impl Writer {
         Ok(resumed)
     }
 
+    /// What resuming needs to know of the schema, read again after anything that may have
+    /// changed the schema (DDL run, applied or undone) or when its version moved.
+    pub(super) fn resume_schema(&mut self) -> Result<ResumeSchema, EngineError> {
+        let version = schema_version(&self.conn)?;
+        match &self.resume_schema {
+            Some((at, schema)) if *at == version => Ok(schema.clone()),
+            _ => {
+                let schema = read_resume_schema(&self.conn)?;
+                self.resume_schema = Some((version, schema.clone()));
+                Ok(schema)
+            }
+        }
+    }
+
     /// Undoes the live transaction's changes in SQLite (its parts keep them).
     pub(super) fn park(&mut self) -> Result<(), EngineError> {
+        if self.txns.exclusive_live().is_some() {
+            // Its DDL is undone with it.
+            self.resume_schema = None;
+        }
         if self.txns.live.take().is_some() {
             self.conn.prepare_cached("ROLLBACK TO txn")?.execute([])?;
             self.conn.prepare_cached("RELEASE txn")?.execute([])?;
@@ -457,6 +502,9 @@ impl Writer {
         self.txns.waiting.remove(&id);
         if let Some(owner) = self.make_live(id)? {
             return self.block(id, owner);
+        }
+        if super::classify(&statement.sql) == super::StatementClass::Ddl {
+            self.resume_schema = None;
         }
         self.conn.prepare_cached("SAVEPOINT step")?.execute([])?;
         let mut parts = Vec::new();
@@ -493,7 +541,10 @@ impl Writer {
                 return Err(TxnError::Engine(e));
             }
         };
-        let keys = self.row_keys(&parts).map_err(TxnError::Engine)?;
+        let keys = self
+            .resume_schema()
+            .and_then(|schema| row_keys(&parts, &schema.renumbered))
+            .map_err(TxnError::Engine)?;
         if let Some(owner) = self.txns.owner_of(&keys, Some(id)) {
             self.undo_step()?;
             return self.block(id, owner);
@@ -512,38 +563,6 @@ impl Writer {
         self.conn
             .execute_batch("ROLLBACK TO step; RELEASE step")
             .map_err(|e| self.poison(e.into()))
-    }
-
-    /// The rows `parts` change, as owned by a transaction (see the module doc).
-    pub(super) fn row_keys(&self, parts: &[WritePart]) -> Result<Vec<RowKey>, EngineError> {
-        let mut keyed_by_rowid: HashMap<String, bool> = HashMap::new();
-        let mut lookup_failed = None;
-        let mut keys = Vec::new();
-        for part in parts {
-            if matches!(part, WritePart::Ddl(_)) {
-                continue;
-            }
-            let bytes = changeset_bytes(part)?;
-            let mut by_rowid = |table: &str| -> bool {
-                if let Some(known) = keyed_by_rowid.get(table) {
-                    return *known;
-                }
-                let answer = match table_keyed_by_rowid(&self.conn, table) {
-                    Ok(answer) => answer,
-                    Err(e) => {
-                        lookup_failed.get_or_insert(e);
-                        false
-                    }
-                };
-                keyed_by_rowid.insert(table.to_owned(), answer);
-                answer
-            };
-            keys.extend(changeset::row_keys(&bytes, &mut by_rowid)?);
-        }
-        match lookup_failed {
-            Some(e) => Err(e.into()),
-            None => Ok(keys),
-        }
     }
 
     fn commit_transaction(&mut self, id: TxnId) -> Result<TxnAnswer, TxnError> {
@@ -601,6 +620,25 @@ fn unreachable_begin() -> Result<TxnAnswer, TxnError> {
     )))
 }
 
+/// The rows `parts` change, as owned by a transaction (see the module doc); `keyed_by_rowid`
+/// names the tables whose inserted rows lock nothing.
+pub(super) fn row_keys(
+    parts: &[WritePart],
+    keyed_by_rowid: &BTreeSet<String>,
+) -> Result<Vec<RowKey>, EngineError> {
+    let mut keys = Vec::new();
+    for part in parts {
+        if matches!(part, WritePart::Ddl(_)) {
+            continue;
+        }
+        let changes = changeset::changes(&changeset_bytes(part)?)?;
+        keys.extend(changeset::row_keys(&changes, &|table| {
+            keyed_by_rowid.contains(table)
+        }));
+    }
+    Ok(keys)
+}
+
 /// A changeset part's bytes, decompressed.
 fn changeset_bytes(part: &WritePart) -> Result<Vec<u8>, EngineError> {
     match part {
@@ -615,20 +653,48 @@ fn changeset_bytes(part: &WritePart) -> Result<Vec<u8>, EngineError> {
     }
 }
 
-/// Whether the session keys `table` by its hidden rowid (it declares no primary key).
-fn table_keyed_by_rowid(conn: &rusqlite::Connection, table: &str) -> Result<bool, rusqlite::Error> {
-    conn.prepare_cached("SELECT count(*) = 0 FROM pragma_table_info(?1, 'main') WHERE pk > 0")?
-        .query_row([table], |row| row.get(0))
-}
-
-/// Every table the session keys by its hidden rowid.
-fn tables_keyed_by_rowid(conn: &rusqlite::Connection) -> Result<BTreeSet<String>, rusqlite::Error> {
+/// Reads what resuming needs to know of the schema.
+fn read_resume_schema(conn: &rusqlite::Connection) -> Result<ResumeSchema, rusqlite::Error> {
     let mut statement = conn.prepare_cached(
         "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
          AND NOT EXISTS (SELECT 1 FROM pragma_table_info(name, 'main') WHERE pk > 0)",
     )?;
-    let names = statement.query_map([], |row| row.get::<_, String>(0))?;
-    names.collect()
+    let renumbered = statement
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<BTreeSet<_>, _>>()?;
+    let triggers = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM main.sqlite_schema WHERE type = 'trigger')")?
+        .query_row([], |row| row.get(0))?;
+    let foreign_keys = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM main.sqlite_schema s, \
+             pragma_foreign_key_list(s.name, 'main') WHERE s.type = 'table')",
+        )?
+        .query_row([], |row| row.get(0))?;
+    let mut columns: HashMap<String, Vec<String>> = HashMap::new();
+    let mut statement = conn.prepare_cached(
+        "SELECT m.name, p.name FROM main.sqlite_schema m, pragma_table_info(m.name, 'main') p \
+         WHERE m.type = 'table' ORDER BY m.name, p.cid",
+    )?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        columns
+            .entry(row.get::<_, String>(0)?)
+            .or_default()
+            .push(row.get(1)?);
+    }
+    Ok(ResumeSchema {
+        renumbered,
+        triggers,
+        foreign_keys,
+        columns,
+    })
+}
+
+/// The schema's version (changes with every schema change).
+fn schema_version(conn: &rusqlite::Connection) -> Result<i64, rusqlite::Error> {
+    conn.prepare_cached("PRAGMA main.schema_version")?
+        .query_row([], |row| row.get(0))
 }
 
 fn into_txn_error(failure: RequestFailure) -> TxnError {

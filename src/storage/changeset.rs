@@ -1106,6 +1106,56 @@ mod tests {
         }
     }
 
+    /// `row_keys` names each touched row by table and key: the inserted row's key, the old key
+    /// of an update or delete, both keys of an update that changes the key (the session records
+    /// it as a delete and an insert); an insert into a table keyed by its hidden rowid names
+    /// nothing (its rowid is SQLite's pick).
+    #[test]
+    fn row_keys_name_the_rows_a_changeset_touches() {
+        let cluster = cluster();
+        let changeset = record(
+            &cluster.leader,
+            "INSERT INTO tags VALUES ('size', 'big', 'L');
+             UPDATE accounts SET balance = 1 WHERE id = 2;
+             UPDATE accounts SET id = 7 WHERE id = 1;
+             DELETE FROM settings WHERE key = 'mode';
+             INSERT INTO events VALUES ('k', NULL, NULL);",
+        );
+        let decoded = changes(&changeset).expect("decode");
+        let keys = row_keys(&decoded, &|table| table == "events");
+        let key = |table: &str, values: &[Value]| {
+            let mut key = Vec::new();
+            for value in values {
+                encode_key_value(&mut key, Some(value));
+            }
+            RowKey {
+                table: table.into(),
+                key,
+            }
+        };
+        let mut expected = vec![
+            key(
+                "tags",
+                &[Value::Text("size".into()), Value::Text("big".into())],
+            ),
+            key("accounts", &[Value::Integer(2)]),
+            key("accounts", &[Value::Integer(1)]),
+            key("accounts", &[Value::Integer(7)]),
+            key("settings", &[Value::Text("mode".into())]),
+        ];
+        let mut got = keys.clone();
+        let order = |k: &RowKey| (k.table.clone(), k.key.clone());
+        expected.sort_by_key(order);
+        got.sort_by_key(order);
+        assert_eq!(got, expected);
+        assert!(
+            decoded
+                .iter()
+                .any(|c| c.table == "events" && c.kind == ChangeKind::Insert),
+            "the skipped insert is in the changeset"
+        );
+    }
+
     /// Runs `sql` on `connection` in a transaction recorded by one recorder.
     fn record(connection: &Connection, sql: &str) -> Vec<u8> {
         connection.execute_batch("BEGIN").expect("begin");

@@ -26,7 +26,7 @@ async fn promptly(client: &Client, sql: &str) {
     tokio::time::timeout(PROMPTLY, client.batch_execute(sql))
         .await
         .unwrap_or_else(|_| panic!("{sql} waited for another transaction"))
-        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -210,4 +210,55 @@ async fn changes_that_no_longer_apply_roll_back_and_ddl_holds_the_writer() {
         "1:2"
     );
     cluster.assert_identical().await;
+}
+
+/// A follower's session waiting (through the leader) for another transaction's row past the
+/// write timeout is told its transaction is lost (40001) — and the leader rolls that transaction
+/// back at once, so it does not keep its own rows until the idle timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transaction_given_up_by_its_follower_frees_its_rows() {
+    let cluster = Cluster::start(
+        3,
+        &[
+            "--txn-idle-timeout-ms",
+            "60000",
+            "--write-timeout-ms",
+            "1500",
+        ],
+    )
+    .await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(30))
+        .await;
+    let other = follower(&cluster).await;
+    let (holder, _h) = connect(&cluster, leader).await.expect("connect holder");
+    let (waiter, _w) = connect(&cluster, other).await.expect("connect waiter");
+    holder
+        .batch_execute(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL);
+             INSERT INTO t VALUES (1, 0), (2, 0);",
+        )
+        .await
+        .expect("setup");
+    promptly(&holder, "BEGIN; UPDATE t SET v = 1 WHERE id = 1").await;
+    promptly(&waiter, "BEGIN; UPDATE t SET v = 2 WHERE id = 2").await;
+    let error = waiter
+        .batch_execute("UPDATE t SET v = 2 WHERE id = 1")
+        .await
+        .expect_err("the wait outlasts the write timeout");
+    assert_eq!(code(&error), "40001", "{error}");
+    // Row 2 is free again well before the 60 s idle timeout: an autocommit write to it (which
+    // waits for the row, without taking part in deadlock detection) goes through.
+    promptly(&waiter, "ROLLBACK").await;
+    promptly(&waiter, "UPDATE t SET v = 3 WHERE id = 2").await;
+    promptly(&holder, "COMMIT").await;
+    assert_eq!(
+        one_value(
+            &waiter,
+            "SELECT group_concat(v, ',') FROM (SELECT v FROM t ORDER BY id)"
+        )
+        .await,
+        "1,3",
+        "the holder's change and the later write exist, nothing of the abandoned transaction"
+    );
 }

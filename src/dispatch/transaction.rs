@@ -249,6 +249,7 @@ impl Dispatcher {
         let reply = tokio::select! {
             reply = call => reply,
             () = silence => {
+                self.abandon_on_leader(leader, id);
                 return Err(RequestError::TransactionLost(format!(
                     "lost contact with the leader at {leader}"
                 )));
@@ -259,9 +260,41 @@ impl Dispatcher {
             // Never reached the leader.
             Err(PeerError::Unreachable { .. }) => Err(RequestError::NotLeader { leader: None }),
             Err(e) if commit => Err(RequestError::OutcomeUnknown(e.to_string())),
-            Err(e) => Err(RequestError::TransactionLost(format!(
-                "the leader did not answer ({e})"
-            ))),
+            Err(e) => {
+                self.abandon_on_leader(leader, id);
+                Err(RequestError::TransactionLost(format!(
+                    "the leader did not answer ({e})"
+                )))
+            }
         }
+    }
+
+    /// The session was told its transaction is lost: ask the leader (best effort) to roll it
+    /// back now, so that it does not keep its rows until the idle timeout — a step waiting
+    /// there for another transaction's rows outlasts the forwarding deadline.
+    fn abandon_on_leader(&self, leader: &str, id: Option<u64>) {
+        let Some(id) = id else {
+            return;
+        };
+        let peers = self.peers.clone();
+        let leader = leader.to_owned();
+        let timeout = self.timeouts.write;
+        tokio::spawn(async move {
+            let request = TxnRequest {
+                id: Some(id),
+                step: TxnStep::Rollback,
+            };
+            let rolled_back = peers
+                .call::<_, Result<(u64, TxnOutcome), RequestError>>(
+                    &leader,
+                    paths::TRANSACTION,
+                    &request,
+                    timeout,
+                )
+                .await;
+            if let Err(e) = rolled_back {
+                tracing::debug!("could not roll back an abandoned transaction on {leader}: {e}");
+            }
+        });
     }
 }

@@ -23,9 +23,10 @@
 //! ([`WritePipeline::begin_transaction`]): its statements run in the engine as they arrive,
 //! interleaved with other transactions' and batches (`storage::engine` parks and resumes them
 //! and keeps their row locks); a statement that must wait for another transaction's rows is
-//! sent again when a transaction ends. Only its COMMIT goes through the queue, so its entry
-//! takes its place in the log order the engine executed. It is rolled back when its session
-//! goes away, when leadership moves, or after `txn_idle_timeout` without a step.
+//! sent again when a transaction ends; a session that stops waiting (a cancel, a follower's
+//! forwarding deadline) rolls the transaction back. Only its COMMIT goes through the queue, so
+//! its entry takes its place in the log order the engine executed. It is rolled back when its
+//! session goes away, when leadership moves, or after `txn_idle_timeout` without a step.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -498,9 +499,14 @@ async fn serve_transaction(
                         changed = ended.changed() => if changed.is_err() {
                             break Err(stopped());
                         },
-                        () = reply.closed() => break Err(RequestError::Timeout(
-                            "gave up waiting for rows another transaction holds".into(),
-                        )),
+                        () = reply.closed() => {
+                            // The session gave up on this statement (a cancel, or a follower's
+                            // forwarding deadline, which tells the client the transaction is
+                            // lost): roll it back now. Left open, it would keep its rows, and
+                            // its wait would still count towards deadlocks.
+                            rollback(&engine, id).await;
+                            return;
+                        }
                     }
                 }
                 Ok(TxnAnswer::Executed(result)) => break Ok(TxnOutcome::Executed(result)),

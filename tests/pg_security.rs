@@ -262,25 +262,47 @@ async fn tls_and_passwords_with_psql_and_tokio_postgres() {
         .expect_err("refused");
     assert_eq!(code(&error), "28P01", "{error}");
 
-    // CancelRequest is honoured for a password-authenticated session: an insert waiting
-    // behind another session's open transaction stops with 57014.
+    // CancelRequest is honoured for a password-authenticated session: an insert waiting for
+    // a row another session's open transaction holds stops with 57014. (If leadership moves
+    // meanwhile, the holder's transaction is gone and the insert may go through: then the
+    // scenario is repeated with another key.)
     let holder = connect_plain(&cluster, node, "walrus", "carpenter")
         .await
         .expect("md5 login");
-    holder
-        .batch_execute("BEGIN; INSERT INTO secrets VALUES (2, 'held')")
-        .await
-        .expect("hold the writer");
-    let cancel = alice.cancel_token();
-    let blocked = tokio::spawn(async move {
-        alice
-            .batch_execute("INSERT INTO secrets VALUES (3, 'canceled')")
+    let mut alice = alice;
+    for key in 2..5 {
+        holder
+            .batch_execute(&format!(
+                "BEGIN; INSERT INTO secrets VALUES ({key}, 'held')"
+            ))
             .await
-    });
-    cancel_until_finished(&cancel, &blocked).await;
-    let error = blocked.await.expect("join").expect_err("canceled");
-    assert_eq!(code(&error), "57014", "{error}");
-    holder.batch_execute("ROLLBACK").await.expect("rollback");
+            .expect("hold a row");
+        let cancel = alice.cancel_token();
+        let blocked = tokio::spawn(async move {
+            let result = alice
+                .batch_execute(&format!("INSERT INTO secrets VALUES ({key}, 'canceled')"))
+                .await;
+            (alice, result)
+        });
+        cancel_until_finished(&cancel, &blocked).await;
+        let (back, result) = blocked.await.expect("join");
+        alice = back;
+        match result {
+            Err(error) => {
+                assert_eq!(code(&error), "57014", "{error}");
+                holder.batch_execute("ROLLBACK").await.expect("rollback");
+                break;
+            }
+            Ok(()) => {
+                let lost = holder.batch_execute("SELECT 1").await.expect_err(
+                    "the insert went through only if the holder's transaction was lost",
+                );
+                assert_eq!(code(&lost), "40001", "{lost}");
+                holder.batch_execute("ROLLBACK").await.expect("rollback");
+                assert!(key < 4, "leadership kept moving during the cancel scenario");
+            }
+        }
+    }
 
     // Which mechanism each user meets: md5 only for the md5 user; an unknown user gets SCRAM
     // like a real one, with the same salt on every attempt and every node.

@@ -31,8 +31,8 @@ pub async fn follower(cluster: &Cluster) -> usize {
 }
 
 /// Sends CancelRequests (without TLS) until the task running the statement to cancel has
-/// finished. Repeating is safe only while that statement cannot finish on its own (it waits
-/// behind another session's transaction), which is how tests use it.
+/// finished. Repeating is safe only while that statement cannot finish on its own (it waits for
+/// a row another session's open transaction holds), which is how tests use it.
 pub async fn cancel_until_finished<T>(
     cancel: &tokio_postgres::CancelToken,
     blocked: &tokio::task::JoinHandle<T>,

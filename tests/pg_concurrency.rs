@@ -262,3 +262,63 @@ async fn a_transaction_given_up_by_its_follower_frees_its_rows() {
         "the holder's change and the later write exist, nothing of the abandoned transaction"
     );
 }
+
+/// REPEATABLE READ / SERIALIZABLE and `SELECT ... FOR UPDATE` hold the leader's writer until
+/// the transaction ends: its reads see no other write meanwhile, and a read-modify-write
+/// through `FOR UPDATE` loses no update.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serializable_and_for_update_transactions_hold_the_writer() {
+    let cluster = Cluster::start(3, &["--txn-idle-timeout-ms", "60000"]).await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), Duration::from_secs(30))
+        .await;
+    let other = follower(&cluster).await;
+    let (a, _a) = connect(&cluster, other).await.expect("connect a");
+    let (b, _b) = connect(&cluster, leader).await.expect("connect b");
+    a.batch_execute(
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v INTEGER NOT NULL); INSERT INTO t VALUES (1, 0)",
+    )
+    .await
+    .expect("setup");
+
+    // A serializable transaction reads the same value twice while another write waits.
+    promptly(&a, "BEGIN ISOLATION LEVEL SERIALIZABLE").await;
+    assert_eq!(one_value(&a, "SELECT v FROM t WHERE id = 1").await, "0");
+    let writer = tokio::spawn(async move {
+        b.batch_execute("UPDATE t SET v = 5 WHERE id = 1")
+            .await
+            .expect("write after the serializable transaction");
+        b
+    });
+    assert_eq!(one_value(&a, "SELECT v FROM t WHERE id = 1").await, "0");
+    promptly(&a, "COMMIT").await;
+    let b = writer.await.expect("writer");
+    assert_eq!(one_value(&b, "SELECT v FROM t WHERE id = 1").await, "5");
+
+    // Two read-modify-writes through FOR UPDATE: the second reads after the first commits.
+    promptly(&a, "BEGIN").await;
+    let read = one_value(&a, "SELECT v FROM t WHERE id = 1 FOR UPDATE").await;
+    assert_eq!(read, "5");
+    let second = tokio::spawn(async move {
+        b.batch_execute("BEGIN").await.expect("begin b");
+        let seen: i64 = one_value(&b, "SELECT v FROM t WHERE id = 1 FOR UPDATE")
+            .await
+            .parse()
+            .expect("number");
+        b.batch_execute(&format!(
+            "UPDATE t SET v = {} WHERE id = 1; COMMIT",
+            seen + 1
+        ))
+        .await
+        .expect("b's read-modify-write");
+        b
+    });
+    promptly(&a, "UPDATE t SET v = 6 WHERE id = 1; COMMIT").await;
+    let b = second.await.expect("second");
+    assert_eq!(
+        one_value(&b, "SELECT v FROM t WHERE id = 1").await,
+        "7",
+        "both increments survive"
+    );
+    cluster.assert_identical().await;
+}

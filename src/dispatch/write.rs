@@ -743,7 +743,9 @@ async fn wait_until_ready_to_lead(
         return Err(RequestError::NotLeader { leader: None });
     }
     let term = leader.leader_id().term;
-    let mut visible = engine.visible();
+    // What the writer builds on: entries applied into the open batch count, even while an
+    // interactive transaction holding the writer keeps that batch from committing.
+    let mut visible = engine.applied();
     let mut metrics = raft.metrics();
     let deadline = tokio::time::Instant::now() + LEADER_READY_TIMEOUT;
     loop {

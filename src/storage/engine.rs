@@ -184,6 +184,8 @@ pub struct Engine {
     visible: watch::Receiver<Option<LogId>>,
     /// Bumped whenever an interactive transaction ends.
     transaction_ends: watch::Receiver<u64>,
+    /// The applied log id, including entries applied into the leader's open batch.
+    applied: watch::Receiver<Option<LogId>>,
     db_path: PathBuf,
 }
 
@@ -196,6 +198,7 @@ impl Engine {
         meta::ensure_table(&conn)?;
         let (applied, _) = meta::read_applied_state(&conn)?;
         let (visible_tx, visible) = watch::channel(applied);
+        let (applied_tx, applied_rx) = watch::channel(applied);
         let readers = Arc::new(ReadPool::open(
             &options.db_path,
             options.read_connections.max(1),
@@ -233,6 +236,7 @@ impl Engine {
             resume_schema: None,
             tx_open: false,
             applied,
+            applied_tx,
             visible: visible_tx,
         };
         std::thread::Builder::new()
@@ -243,6 +247,7 @@ impl Engine {
             readers,
             describer,
             visible,
+            applied: applied_rx,
             transaction_ends,
             db_path: options.db_path,
         })
@@ -288,6 +293,13 @@ impl Engine {
     /// that a step or request answered "blocked" knows when to try again.
     pub fn transaction_ends(&self) -> watch::Receiver<u64> {
         self.transaction_ends.clone()
+    }
+
+    /// The applied log id including entries applied into the leader's open batch, not yet
+    /// committed to SQLite (an open transaction holding the writer can keep it open): what the
+    /// writer builds on, as opposed to what readers see ([`Engine::visible`]).
+    pub fn applied(&self) -> watch::Receiver<Option<LogId>> {
+        self.applied.clone()
     }
 
     /// The applied log id of the last committed transaction.
@@ -413,6 +425,8 @@ struct Writer {
     tx_open: bool,
     /// Applied log id as of the open transaction (or the last commit).
     applied: Option<LogId>,
+    /// `applied` as it moves, committed to SQLite or not yet.
+    applied_tx: watch::Sender<Option<LogId>>,
     visible: watch::Sender<Option<LogId>>,
 }
 
@@ -677,6 +691,7 @@ impl Writer {
     fn record_applied(&mut self, log_id: LogId) -> Result<(), EngineError> {
         meta::write_applied(&self.conn, &log_id)?;
         self.applied = Some(log_id);
+        self.applied_tx.send_replace(self.applied);
         Ok(())
     }
 
@@ -733,6 +748,7 @@ impl Writer {
         }
         let (applied, _) = meta::read_applied_state(&self.conn)?;
         self.applied = applied;
+        self.applied_tx.send_replace(self.applied);
         self.begin_replica_transaction()?;
         let mut staged = StagedChanges::default();
         for item in &batch.applied {
@@ -769,6 +785,7 @@ impl Writer {
     }
 
     fn publish(&self) {
+        self.applied_tx.send_replace(self.applied);
         self.visible.send_replace(self.applied);
     }
 }

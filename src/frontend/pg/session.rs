@@ -251,9 +251,22 @@ impl Session {
                     txn.remote.is_some()
                         || plan.route == Route::Write
                         || txn.isolation == Isolation::Serializable
+                        || plan.locks_rows
                 }
             }
         };
+        let hold_writer = on_writer
+            && self.state().txn.as_ref().is_some_and(|txn| {
+                !txn.exclusive && (txn.isolation == Isolation::Serializable || plan.locks_rows)
+            });
+        if hold_writer {
+            // Stricter isolation, or row locks the translation cannot express: nobody else
+            // writes until this transaction ends.
+            self.transaction_step(TxnStep::Exclusive).await?;
+            if let Some(txn) = self.state().txn.as_mut() {
+                txn.exclusive = true;
+            }
+        }
         if on_writer {
             // A translation into several statements answers with its last one's outcome.
             let mut last = Outcome::Done {
@@ -405,6 +418,7 @@ impl Session {
                 {
                     txn.remote = None;
                     txn.savepoints.clear();
+                    txn.exclusive = false;
                 }
                 Err(request_error(&e))
             }
@@ -945,6 +959,7 @@ impl Session {
             } else {
                 Route::Write
             },
+            locks_rows: sql::locks_rows(&statement),
             tag: translation.tag.unwrap_or_else(|| tag_kind(&statement)),
             sqlite: translation.statements,
             column_decltypes: translation.column_decltypes,
@@ -1087,6 +1102,9 @@ pub struct SqlPlan {
     /// Result columns' types the translation knows where SQLite declares none.
     column_decltypes: Vec<Option<String>>,
     route: Route,
+    /// `SELECT ... FOR UPDATE` (or `FOR SHARE`): its transaction must hold the writer, since
+    /// the translation drops the clause.
+    locks_rows: bool,
     tag: TagKind,
     parameter_types: Vec<Type>,
     columns: Vec<String>,
@@ -1563,6 +1581,7 @@ fn simple_plan(statement: &SqlText) -> Result<SqlPlan, PgError> {
             1 => sql::route(statement),
             _ => Route::Write,
         },
+        locks_rows: sql::locks_rows(statement),
         tag: translation.tag.unwrap_or_else(|| tag_kind(statement)),
         sqlite: translation.statements,
         column_decltypes: translation.column_decltypes,

@@ -322,6 +322,25 @@ pub enum Route {
     Write,
 }
 
+/// Whether a statement takes row locks (`FOR UPDATE`, `FOR NO KEY UPDATE`, `FOR SHARE`,
+/// `FOR KEY SHARE`), which SQLite has no words for.
+pub fn locks_rows(statement: &SqlText) -> bool {
+    let words: Vec<&str> = statement
+        .tokens
+        .iter()
+        .map(|t| match t.kind {
+            TokenKind::Word => t.text(&statement.sql),
+            _ => "",
+        })
+        .collect();
+    words.windows(2).any(|pair| {
+        pair[0].eq_ignore_ascii_case("FOR")
+            && ["UPDATE", "SHARE", "NO", "KEY"]
+                .iter()
+                .any(|w| pair[1].eq_ignore_ascii_case(w))
+    })
+}
+
 /// Decides a statement's route from its words: `SELECT`, `VALUES`, `EXPLAIN`, and `WITH ...`
 /// whose main statement is a `SELECT` read; everything else writes. (For prepared statements
 /// SQLite's own `sqlite3_stmt_readonly` decides instead.)

@@ -17,7 +17,8 @@ pub enum Isolation {
     #[default]
     ReadCommitted,
     /// REPEATABLE READ or SERIALIZABLE: the transaction runs entirely on the leader's single
-    /// writer from its first statement, which makes it serializable.
+    /// writer from its first statement and holds it until it ends (`TxnStep::Exclusive`),
+    /// which makes it serializable.
     Serializable,
 }
 
@@ -60,6 +61,8 @@ pub struct ExplicitTxn {
     pub savepoints: Vec<String>,
     /// No statement has run yet (SET TRANSACTION is only allowed before the first).
     pub fresh: bool,
+    /// It holds the leader's writer until it ends (`TxnStep::Exclusive` was sent).
+    pub exclusive: bool,
 }
 
 impl ExplicitTxn {

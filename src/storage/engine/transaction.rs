@@ -80,6 +80,9 @@ pub enum TxnStep {
     Release(String),
     /// `ROLLBACK TO SAVEPOINT name`: undoes everything after it; the savepoint stays.
     RollbackTo(String),
+    /// From now on the transaction holds the writer until it ends (REPEATABLE READ or
+    /// SERIALIZABLE, `SELECT ... FOR UPDATE`): nobody else writes while it reads.
+    Exclusive,
     Commit,
     Rollback,
 }
@@ -150,8 +153,10 @@ struct OpenTxn {
     rows_per_table: HashMap<String, usize>,
     /// Tables it owns whole.
     tables: Vec<String>,
-    /// It ran DDL: it stays live until it ends.
+    /// It ran DDL, grew too large or asked to: it stays live until it ends.
     exclusive: bool,
+    /// It asked to hold the writer ([`TxnStep::Exclusive`]).
+    asked_exclusive: bool,
 }
 
 impl OpenTxn {
@@ -327,7 +332,9 @@ impl Writer {
                 let at = txn.savepoint(&name)?;
                 txn.parts = txn.savepoints[at].1.clone();
                 txn.savepoints.truncate(at + 1);
-                txn.exclusive = has_ddl(&txn.parts) || effects_bytes(&txn.parts) > PARKABLE_BYTES;
+                txn.exclusive = txn.asked_exclusive
+                    || has_ddl(&txn.parts)
+                    || effects_bytes(&txn.parts) > PARKABLE_BYTES;
                 // Rows changed after the savepoint stay owned until the end: simpler, and
                 // never wrong (only more waiting). The SQLite side is rebuilt from the parts.
                 if self.txns.live == Some(id) {
@@ -340,6 +347,17 @@ impl Writer {
                     if let Some(owner) = self.make_live(id)? {
                         return self.block(id, owner);
                     }
+                }
+                Ok(TxnAnswer::Done)
+            }
+            TxnStep::Exclusive => {
+                txn.asked_exclusive = true;
+                self.txns.waiting.remove(&id);
+                if let Some(owner) = self.make_live(id)? {
+                    return self.block(id, owner);
+                }
+                if let Some(txn) = self.txns.open.get_mut(&id) {
+                    txn.exclusive = true;
                 }
                 Ok(TxnAnswer::Done)
             }
@@ -555,7 +573,9 @@ impl Writer {
             return Err(not_open());
         };
         txn.parts.extend(parts);
-        txn.exclusive = has_ddl(&txn.parts) || effects_bytes(&txn.parts) > PARKABLE_BYTES;
+        txn.exclusive = txn.asked_exclusive
+            || has_ddl(&txn.parts)
+            || effects_bytes(&txn.parts) > PARKABLE_BYTES;
         Ok(TxnAnswer::Executed(result))
     }
 

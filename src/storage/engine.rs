@@ -31,7 +31,7 @@
 //! Reads that must observe an index (linearizable, session) wait on it, not on openraft's own
 //! applied counter, which runs ahead while a batch is open.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -420,7 +420,7 @@ struct Writer {
     /// The interactive transactions open on top of `batch` (see `transaction.rs`).
     txns: Transactions,
     /// What resuming a transaction needs to know of the schema, at a schema version.
-    resume_schema: Option<(i64, crate::storage::changeset::ResumeSchema)>,
+    resume_schema: Option<(i64, Arc<crate::storage::changeset::ResumeSchema>)>,
     /// A follower-style transaction is open (entries applied for real, not yet committed).
     tx_open: bool,
     /// Applied log id as of the open transaction (or the last commit).
@@ -525,13 +525,14 @@ impl Writer {
         {
             self.resume_schema = None;
         }
-        let rowid_tables = if self.txns.hold_rows() {
-            self.resume_schema()?.renumbered
+        let schema = if self.txns.hold_rows() {
+            Some(self.resume_schema()?)
         } else {
-            Default::default()
+            None
         };
         let owner_check = |parts: &[WritePart]| -> Result<bool, EngineError> {
-            let keys = transaction::row_keys(parts, &rowid_tables)?;
+            let rowid_tables = schema.as_ref().map(|s| &s.renumbered);
+            let keys = transaction::row_keys(parts, rowid_tables.unwrap_or(&BTreeSet::new()))?;
             Ok(self.txns.owner_of(&keys, None).is_some())
         };
         let check: Option<&OwnedRowsCheck> = if self.txns.hold_rows() {
@@ -807,11 +808,7 @@ impl StagedChanges {
                         self.flush(conn)?;
                         conn.execute_batch(sql)?;
                     }
-                    WritePart::Changeset(bytes) => self.changesets.push(bytes.clone()),
-                    WritePart::CompressedChangeset(compressed) => {
-                        self.changesets
-                            .push(changeset::decompress(compressed, MAX_CHANGESET_BYTES)?);
-                    }
+                    changes => self.changesets.push(changeset_bytes(changes)?),
                 }
             }
         }
@@ -1069,6 +1066,19 @@ fn push_changeset(
         .map_err(|e| RequestFailure::Engine(e.into()))?;
     push_bytes(parts, bytes);
     Ok(())
+}
+
+/// A changeset part's bytes, decompressed.
+fn changeset_bytes(part: &WritePart) -> Result<Vec<u8>, EngineError> {
+    match part {
+        WritePart::Changeset(bytes) => Ok(bytes.clone()),
+        WritePart::CompressedChangeset(compressed) => {
+            Ok(changeset::decompress(compressed, MAX_CHANGESET_BYTES)?)
+        }
+        WritePart::Ddl(_) => Err(EngineError::Corrupt(
+            "a DDL part where a changeset was expected".into(),
+        )),
+    }
 }
 
 /// Appends a changeset as a part (compressed when large; nothing when empty).

@@ -44,14 +44,15 @@
 //! every open transaction is gone and its next step answers [`TxnError::Lost`].
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use super::replay::{self, Replayed};
 use super::{
-    ExecutedBatch, RequestFailure, Writer, deferred_foreign_key_violations, push_bytes,
-    push_changeset, run_client_statement, start_recorder,
+    ExecutedBatch, RequestFailure, Writer, changeset_bytes, deferred_foreign_key_violations,
+    push_bytes, push_changeset, run_client_statement, start_recorder,
 };
 use crate::raft::types::WritePart;
 use crate::storage::changeset::{self, ChangeRecorder, ResumeSchema, RowKey};
@@ -303,20 +304,17 @@ impl Writer {
         id: TxnId,
         step: TxnStep,
     ) -> Result<TxnAnswer, TxnError> {
-        if step == TxnStep::Begin {
-            if self.txns.open.contains_key(&id) {
-                return Err(TxnError::Engine(EngineError::Corrupt(format!(
-                    "transaction {id} is already open"
-                ))));
+        let Some(txn) = self.txns.open.get_mut(&id) else {
+            if step != TxnStep::Begin {
+                return Err(not_open());
             }
             self.txns.open.insert(id, OpenTxn::default());
             return Ok(TxnAnswer::Begun);
-        }
-        let Some(txn) = self.txns.open.get_mut(&id) else {
-            return Err(not_open());
         };
         match step {
-            TxnStep::Begin => unreachable_begin(),
+            TxnStep::Begin => Err(TxnError::Engine(EngineError::Corrupt(format!(
+                "transaction {id} is already open"
+            )))),
             TxnStep::Execute(statement) => self.execute_in_transaction(id, &statement),
             TxnStep::Savepoint(name) => {
                 let effects = txn.parts.clone();
@@ -453,10 +451,7 @@ impl Writer {
             let recorder = ChangeRecorder::start(&self.conn)?;
             if replay::replay(&self.conn, &changes, &schema, true)? == Replayed::Done {
                 let mut resumed = Vec::new();
-                push_changeset(&mut resumed, recorder).map_err(|f| match f {
-                    RequestFailure::Engine(e) => e,
-                    RequestFailure::Client(e) => EngineError::Corrupt(e.to_string()),
-                })?;
+                push_changeset(&mut resumed, recorder).map_err(RequestFailure::into_engine)?;
                 return Ok(resumed);
             }
         }
@@ -464,21 +459,18 @@ impl Writer {
         let recorder = ChangeRecorder::start(&self.conn)?;
         changeset::apply_changeset_renumbering(&self.conn, &merged, &schema)?;
         let mut resumed = Vec::new();
-        push_changeset(&mut resumed, recorder).map_err(|f| match f {
-            RequestFailure::Engine(e) => e,
-            RequestFailure::Client(e) => EngineError::Corrupt(e.to_string()),
-        })?;
+        push_changeset(&mut resumed, recorder).map_err(RequestFailure::into_engine)?;
         Ok(resumed)
     }
 
     /// What resuming needs to know of the schema, read again after anything that may have
     /// changed the schema (DDL run, applied or undone) or when its version moved.
-    pub(super) fn resume_schema(&mut self) -> Result<ResumeSchema, EngineError> {
+    pub(super) fn resume_schema(&mut self) -> Result<Arc<ResumeSchema>, EngineError> {
         let version = schema_version(&self.conn)?;
         match &self.resume_schema {
             Some((at, schema)) if *at == version => Ok(schema.clone()),
             _ => {
-                let schema = read_resume_schema(&self.conn)?;
+                let schema = Arc::new(read_resume_schema(&self.conn)?);
                 self.resume_schema = Some((version, schema.clone()));
                 Ok(schema)
             }
@@ -634,12 +626,6 @@ impl Writer {
     }
 }
 
-fn unreachable_begin() -> Result<TxnAnswer, TxnError> {
-    Err(TxnError::Engine(EngineError::Corrupt(
-        "begin handled above".into(),
-    )))
-}
-
 /// The rows `parts` change, as owned by a transaction (see the module doc); `keyed_by_rowid`
 /// names the tables whose inserted rows lock nothing.
 pub(super) fn row_keys(
@@ -657,20 +643,6 @@ pub(super) fn row_keys(
         }));
     }
     Ok(keys)
-}
-
-/// A changeset part's bytes, decompressed.
-fn changeset_bytes(part: &WritePart) -> Result<Vec<u8>, EngineError> {
-    match part {
-        WritePart::Changeset(bytes) => Ok(bytes.clone()),
-        WritePart::CompressedChangeset(compressed) => Ok(changeset::decompress(
-            compressed,
-            super::MAX_CHANGESET_BYTES,
-        )?),
-        WritePart::Ddl(_) => Err(EngineError::Corrupt(
-            "a DDL part where a changeset was expected".into(),
-        )),
-    }
 }
 
 /// Reads what resuming needs to know of the schema.

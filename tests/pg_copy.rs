@@ -171,3 +171,50 @@ async fn copy_in_and_out_in_text_and_csv() {
     // Every node holds the same rows.
     cluster.assert_identical().await;
 }
+
+/// A large COPY, sent in 64 KiB messages as clients send it, commits in one piece, and the
+/// leader stays leader while it parses and applies it (the parsing runs off the async workers,
+/// which keep the node's heartbeats going).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_copy_leaves_the_leader_leading() {
+    const ROWS: usize = 100_000;
+    let cluster = Cluster::start(3, &[]).await;
+    let leader = cluster
+        .wait_for_leader(&cluster.all(), std::time::Duration::from_secs(20))
+        .await;
+    let term = |status: Option<serde_json::Value>| status.and_then(|s| s["term"].as_u64());
+    let term_before = term(cluster.status(leader).await).expect("leader's term");
+    let (client, _c) = connect(&cluster, leader).await.expect("connect");
+    client
+        .batch_execute(
+            "CREATE TABLE accounts(aid INTEGER PRIMARY KEY, bid INTEGER, abalance INTEGER, \
+             filler CHAR(84))",
+        )
+        .await
+        .expect("create");
+    let mut data = String::with_capacity(ROWS * 100);
+    for aid in 1..=ROWS {
+        data.push_str(&format!("{aid}\t{}\t0\t{:84}\n", aid / 1000, ""));
+    }
+    let sink = client
+        .copy_in("COPY accounts FROM STDIN")
+        .await
+        .expect("copy in");
+    futures::pin_mut!(sink);
+    // In messages of 64 KiB, as psql and pgbench send them.
+    for chunk in data.as_bytes().chunks(64 * 1024) {
+        sink.send(Bytes::copy_from_slice(chunk))
+            .await
+            .expect("send data");
+    }
+    let copied = sink.finish().await.expect("the COPY commits");
+    assert_eq!(copied, ROWS as u64);
+    let status = cluster.status(leader).await.expect("leader status");
+    assert_eq!(status["role"], "leader", "{status}");
+    assert_eq!(term(Some(status)), Some(term_before), "leadership moved");
+    let counted = client
+        .simple_query("SELECT count(*) FROM accounts")
+        .await
+        .expect("count");
+    assert_eq!(rows(&counted), vec![vec![Some(ROWS.to_string())]]);
+}

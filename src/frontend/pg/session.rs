@@ -494,26 +494,34 @@ impl Session {
                         "COPY (query) TO needs a query that returns rows",
                     ));
                 };
-                let types = types::result_types(&columns, &decltypes, &rows);
-                let mut lines = Vec::with_capacity(rows.len() + 1);
-                if options.header {
-                    lines.push(copy::format_header(&columns, &options));
-                }
-                for row in rows {
-                    let values = row
-                        .iter()
-                        .zip(&types)
-                        .map(|(value, ty)| types::encode_text(value, ty))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| error(e.code, e.message))?;
-                    lines.push(copy::format_row(&values, &options));
-                }
+                let width = columns.len();
+                // Formatting a large table is long CPU work: off the async workers, so the
+                // node's heartbeats and other sessions keep running meanwhile.
+                let lines = tokio::task::spawn_blocking(move || {
+                    let types = types::result_types(&columns, &decltypes, &rows);
+                    let mut lines = Vec::with_capacity(rows.len() + 1);
+                    if options.header {
+                        lines.push(copy::format_header(&columns, &options));
+                    }
+                    for row in rows {
+                        let values = row
+                            .iter()
+                            .zip(&types)
+                            .map(|(value, ty)| types::encode_text(value, ty))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| error(e.code, e.message))?;
+                        lines.push(copy::format_row(&values, &options));
+                    }
+                    Ok::<_, PgError>(lines)
+                })
+                .await
+                .map_err(|e| error("XX000", format!("formatting COPY TO rows failed: {e}")))??;
                 let data = lines
                     .into_iter()
                     .map(|line| Ok(CopyData::new(Bytes::from(line))));
                 Ok(Response::CopyOut(CopyResponse::new(
                     0,
-                    columns.len(),
+                    width,
                     futures::stream::iter(data),
                 )))
             }
@@ -549,10 +557,20 @@ impl Session {
                 ),
             ));
         }
-        let rows = copy::parse_rows(&copy.data, &copy.options, copy.columns.len())?;
-        drop(copy.data);
-        let count = rows.len() as u64;
-        let statements = copy_insert_statements(&copy.table, &copy.columns, rows);
+        // Parsing a large load is long CPU work: off the async workers, so the node's
+        // heartbeats and other sessions keep running meanwhile (a worker busy for a second
+        // once cost this node its leadership).
+        let (count, statements) = tokio::task::spawn_blocking(move || {
+            let rows = copy::parse_rows(&copy.data, &copy.options, copy.columns.len())?;
+            drop(copy.data);
+            let count = rows.len() as u64;
+            Ok::<_, PgError>((
+                count,
+                copy_insert_statements(&copy.table, &copy.columns, rows),
+            ))
+        })
+        .await
+        .map_err(|e| error("XX000", format!("parsing COPY data failed: {e}")))??;
         if statements.is_empty() {
             return Ok(0);
         }

@@ -345,6 +345,8 @@ pub struct ResumeSchema {
     /// Every table's columns, in order (as a changeset lists them, after the rowid of a table
     /// keyed by rowid).
     pub columns: std::collections::HashMap<String, Vec<String>>,
+    /// Each table's columns and key, for recording a statement without a session.
+    pub shapes: std::sync::Arc<crate::storage::capture::Shapes>,
 }
 
 fn apply_with(

@@ -1,5 +1,6 @@
 //! The SQLite engine.
 
+pub mod capture;
 pub mod catalog;
 pub mod changeset;
 pub mod constraint_error;

@@ -228,4 +228,45 @@ unsafe extern "C" {
         pnRebase: *mut c_int,
         flags: c_int,
     ) -> c_int;
+
+    /// Registers (or, with `None`, removes) the connection's pre-update hook, called before
+    /// each row change of a rowid or WITHOUT ROWID table; returns the previous context. A
+    /// session object installs its own: only one of the two may be active at a time.
+    pub unsafe fn sqlite3_preupdate_hook(
+        db: *mut sqlite3,
+        xPreUpdate: Option<PreUpdateHook>,
+        pCtx: *mut c_void,
+    ) -> *mut c_void;
+
+    /// Column `i` of the row about to be updated or deleted (inside the hook only).
+    pub unsafe fn sqlite3_preupdate_old(
+        db: *mut sqlite3,
+        i: c_int,
+        ppValue: *mut *mut libsqlite3_sys::sqlite3_value,
+    ) -> c_int;
+
+    /// Column `i` of the row about to be inserted, or of an updated row as it will be.
+    pub unsafe fn sqlite3_preupdate_new(
+        db: *mut sqlite3,
+        i: c_int,
+        ppValue: *mut *mut libsqlite3_sys::sqlite3_value,
+    ) -> c_int;
+
+    /// Columns of the row the hook is called for.
+    pub unsafe fn sqlite3_preupdate_count(db: *mut sqlite3) -> c_int;
+
+    /// 0 for a change the statement made directly, 1 for one made by a trigger it fired, ...
+    pub unsafe fn sqlite3_preupdate_depth(db: *mut sqlite3) -> c_int;
 }
+
+/// The pre-update callback: (context, connection, SQLITE_INSERT/UPDATE/DELETE, database name,
+/// table name, rowid before, rowid after).
+pub type PreUpdateHook = unsafe extern "C" fn(
+    context: *mut c_void,
+    db: *mut sqlite3,
+    op: c_int,
+    database: *const c_char,
+    table: *const c_char,
+    old_rowid: i64,
+    new_rowid: i64,
+);

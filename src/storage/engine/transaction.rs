@@ -55,6 +55,7 @@ use super::{
     push_bytes, push_changeset, run_client_statement, start_recorder,
 };
 use crate::raft::types::WritePart;
+use crate::storage::capture::{CaptureError, RowCapture, Shapes};
 use crate::storage::changeset::{self, ChangeRecorder, ResumeSchema, RowKey};
 use crate::storage::error::{EngineError, SqlError};
 use crate::storage::request::{Statement, StatementResult};
@@ -513,22 +514,21 @@ impl Writer {
         if let Some(owner) = self.make_live(id)? {
             return self.block(id, owner);
         }
-        if super::classify(&statement.sql) == super::StatementClass::Ddl {
-            self.resume_schema = None;
-        }
+        let shapes = match super::classify(&statement.sql) {
+            super::StatementClass::Ddl => {
+                self.resume_schema = None;
+                None
+            }
+            _ => Some(
+                self.resume_schema()
+                    .map_err(TxnError::Engine)?
+                    .shapes
+                    .clone(),
+            ),
+        };
         self.conn.prepare_cached("SAVEPOINT step")?.execute([])?;
         let mut parts = Vec::new();
-        let ran = {
-            let conn = &self.conn;
-            let mut recorder = Some(start_recorder(conn).map_err(into_txn_error)?);
-            match run_client_statement(conn, &self.guard, statement, &mut recorder, &mut parts) {
-                Ok(result) => match recorder.take() {
-                    Some(r) => push_changeset(&mut parts, r).map(|()| result),
-                    None => Ok(result),
-                },
-                Err(e) => Err(e),
-            }
-        };
+        let ran = run_recorded(&self.conn, &self.guard, statement, shapes, &mut parts);
         if self.conn.is_autocommit() {
             // SQLite rolled the whole transaction back (`INSERT OR ROLLBACK`, `RAISE(ROLLBACK)`,
             // a full disk): the batch is gone, and every transaction with it.
@@ -680,18 +680,51 @@ fn read_resume_schema(conn: &rusqlite::Connection) -> Result<ResumeSchema, rusql
         triggers,
         foreign_keys,
         columns,
+        shapes: Arc::new(Shapes::read(conn)?),
     })
+}
+
+/// Runs one statement of a transaction inside its `step` savepoint and appends its effects to
+/// `parts`. A DML statement is recorded with a [`RowCapture`] (no session to set up); if it
+/// touched a table the capture cannot record, it is undone and run again under a session, as
+/// is DDL (`shapes` is `None`).
+fn run_recorded(
+    conn: &rusqlite::Connection,
+    guard: &crate::storage::policy::ClientSqlGuard,
+    statement: &Statement,
+    shapes: Option<Arc<Shapes>>,
+    parts: &mut Vec<WritePart>,
+) -> Result<StatementResult, RequestFailure> {
+    let engine = |e: rusqlite::Error| RequestFailure::Engine(e.into());
+    if let Some(shapes) = shapes {
+        let capture = RowCapture::start(conn, shapes)
+            .map_err(|e| RequestFailure::Engine(EngineError::Corrupt(e.to_string())))?;
+        let result = run_client_statement(conn, guard, statement, &mut None, parts)?;
+        match capture.finish() {
+            Ok(changeset) => {
+                push_bytes(parts, changeset);
+                return Ok(result);
+            }
+            Err(CaptureError::Unsupported(table)) => {
+                tracing::debug!("recording a statement again with a session: {table}");
+                conn.prepare_cached("ROLLBACK TO step")
+                    .and_then(|mut s| s.execute([]))
+                    .map_err(engine)?;
+                parts.clear();
+            }
+            Err(e) => return Err(RequestFailure::Engine(EngineError::Corrupt(e.to_string()))),
+        }
+    }
+    let mut recorder = Some(start_recorder(conn)?);
+    let result = run_client_statement(conn, guard, statement, &mut recorder, parts)?;
+    if let Some(recorder) = recorder.take() {
+        push_changeset(parts, recorder)?;
+    }
+    Ok(result)
 }
 
 /// The schema's version (changes with every schema change).
 fn schema_version(conn: &rusqlite::Connection) -> Result<i64, rusqlite::Error> {
     conn.prepare_cached("PRAGMA main.schema_version")?
         .query_row([], |row| row.get(0))
-}
-
-fn into_txn_error(failure: RequestFailure) -> TxnError {
-    match failure {
-        RequestFailure::Client(e) => TxnError::Sql(e),
-        RequestFailure::Engine(e) => TxnError::Engine(e),
-    }
 }

@@ -449,11 +449,21 @@ impl Writer {
             }
         }
         {
-            let recorder = ChangeRecorder::start(&self.conn)?;
+            // Renumbered rows make new changes: recorded as they are replayed.
+            let capture = RowCapture::start(&self.conn, schema.shapes.clone())
+                .map_err(|e| EngineError::Corrupt(e.to_string()))?;
             if replay::replay(&self.conn, &changes, &schema, true)? == Replayed::Done {
-                let mut resumed = Vec::new();
-                push_changeset(&mut resumed, recorder).map_err(RequestFailure::into_engine)?;
-                return Ok(resumed);
+                match capture.finish() {
+                    Ok(changeset) => {
+                        let mut resumed = Vec::new();
+                        push_bytes(&mut resumed, changeset);
+                        return Ok(resumed);
+                    }
+                    Err(CaptureError::Unsupported(table)) => {
+                        tracing::debug!("resuming again under a session: {table}");
+                    }
+                    Err(e) => return Err(EngineError::Corrupt(e.to_string())),
+                }
             }
         }
         self.conn.prepare_cached("ROLLBACK TO txn")?.execute([])?;

@@ -55,6 +55,14 @@ async fn transactions_interleave_and_wait_only_for_the_rows_they_share() {
         one_value(&a, "SELECT count(*) FROM t WHERE id >= 10").await,
         "2"
     );
+    // An autocommit write to other rows goes through at once while `a` holds row 10 (each such
+    // request is recorded on its own, to check its rows against `a`'s), and `a` sees it.
+    promptly(
+        &b,
+        "INSERT INTO t VALUES (12, 5); UPDATE t SET v = v + 1 WHERE id = 12",
+    )
+    .await;
+    assert_eq!(one_value(&a, "SELECT v FROM t WHERE id = 12").await, "6");
 
     // Inserts into a table without a primary key pick the same hidden rowid while `a` is set
     // aside for `c` (a follower's session, forwarded); `a` resumes with its row renumbered.

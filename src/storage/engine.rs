@@ -41,6 +41,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::raft::types::{Command, Entry, LogId, NodeId, ProposalId, StoredMembership, WritePart};
+use crate::storage::capture::{CaptureError, RowCapture, Shapes};
 use crate::storage::catalog;
 use crate::storage::changeset::{self, ChangeRecorder};
 use crate::storage::constraint_error;
@@ -535,10 +536,9 @@ impl Writer {
             let keys = transaction::row_keys(parts, rowid_tables.unwrap_or(&BTreeSet::new()))?;
             Ok(self.txns.owner_of(&keys, None).is_some())
         };
-        let check: Option<&OwnedRowsCheck> = if self.txns.hold_rows() {
-            Some(&owner_check)
-        } else {
-            None
+        let check: Option<(&OwnedRowsCheck, Arc<Shapes>)> = match &schema {
+            Some(schema) => Some((&owner_check, schema.shapes.clone())),
+            None => None,
         };
         let ran = run_batch(&self.conn, &self.guard, &requests, check);
         // A statement may roll back the whole transaction (`INSERT OR ROLLBACK`, a column's
@@ -861,11 +861,16 @@ fn run_batch(
     conn: &Connection,
     guard: &ClientSqlGuard,
     requests: &[Vec<Statement>],
-    blocked_by_owner: Option<&OwnedRowsCheck>,
+    blocked_by_owner: Option<(&OwnedRowsCheck, Arc<Shapes>)>,
 ) -> Result<BatchEffects, EngineError> {
+    let (blocked_by_owner, shapes) = match blocked_by_owner {
+        Some((check, shapes)) => (Some(check), Some(shapes)),
+        None => (None, None),
+    };
     let mut parts = Vec::new();
     let mut results = Vec::with_capacity(requests.len());
     let mut recorder: Option<ChangeRecorder<'_>> = None;
+    let mut schema_changed = false;
     for statements in requests {
         let has_ddl = statements
             .iter()
@@ -875,11 +880,27 @@ fn run_batch(
             push_changeset(&mut parts, r).map_err(RequestFailure::into_engine)?;
         }
         let mark = parts.len();
-        if recorder.is_none() {
+        // While rows are owned each request needs its own changeset (to check its rows): a
+        // capture per request costs far less than a session per request.
+        // The shapes were read before the batch: after its first DDL they may be stale.
+        schema_changed |= has_ddl;
+        let captured = shapes.as_ref().filter(|_| !schema_changed);
+        if recorder.is_none() && captured.is_none() {
             recorder = Some(start_recorder(conn).map_err(RequestFailure::into_engine)?);
         }
         conn.prepare_cached("SAVEPOINT request")?.execute([])?;
-        match run_request(conn, guard, statements, &mut recorder, &mut parts) {
+        let ran = match captured {
+            Some(shapes) => run_recorded(
+                conn,
+                guard,
+                statements,
+                Some(shapes.clone()),
+                "request",
+                &mut parts,
+            ),
+            None => run_request(conn, guard, statements, &mut recorder, &mut parts),
+        };
+        match ran {
             Ok(_) if deferred_foreign_key_violations(conn) > 0 => {
                 // Deferred constraints are checked only at the outermost COMMIT, which here
                 // comes after Raft committed the batch: check them now, per transaction.
@@ -1051,6 +1072,46 @@ fn run_client_statement<'c>(
                 .map_err(|e| constraint_error::in_postgres_terms(conn, &statement.sql, e))?)
         }
     }
+}
+
+/// Runs one client transaction's statements inside the savepoint `savepoint` (already open)
+/// and appends their effects, as one changeset, to `parts`. With `shapes`, the changes are
+/// recorded by a [`RowCapture`] (no session to set up); if they touched a table the capture
+/// cannot record, the work is undone to the savepoint and run again under a session, as it is
+/// without `shapes` (DDL: schema changes travel as text between changesets).
+fn run_recorded(
+    conn: &Connection,
+    guard: &ClientSqlGuard,
+    statements: &[Statement],
+    shapes: Option<Arc<Shapes>>,
+    savepoint: &str,
+    parts: &mut Vec<WritePart>,
+) -> Result<Vec<StatementResult>, RequestFailure> {
+    let corrupt = |e: CaptureError| RequestFailure::Engine(EngineError::Corrupt(e.to_string()));
+    if let Some(shapes) = shapes {
+        let mark = parts.len();
+        let capture = RowCapture::start(conn, shapes).map_err(corrupt)?;
+        let results = run_request(conn, guard, statements, &mut None, parts)?;
+        match capture.finish() {
+            Ok(changeset) => {
+                push_bytes(parts, changeset);
+                return Ok(results);
+            }
+            Err(CaptureError::Unsupported(table)) => {
+                tracing::debug!("recording again with a session (table {table})");
+                conn.execute_batch(&format!("ROLLBACK TO {savepoint}"))
+                    .map_err(|e| RequestFailure::Engine(e.into()))?;
+                parts.truncate(mark);
+            }
+            Err(e) => return Err(corrupt(e)),
+        }
+    }
+    let mut recorder = Some(start_recorder(conn)?);
+    let results = run_request(conn, guard, statements, &mut recorder, parts)?;
+    if let Some(recorder) = recorder.take() {
+        push_changeset(parts, recorder)?;
+    }
+    Ok(results)
 }
 
 fn start_recorder(conn: &Connection) -> Result<ChangeRecorder<'_>, RequestFailure> {

@@ -52,7 +52,7 @@ use tokio::sync::watch;
 use super::replay::{self, Replayed};
 use super::{
     ExecutedBatch, RequestFailure, Writer, changeset_bytes, deferred_foreign_key_violations,
-    push_bytes, push_changeset, run_client_statement, start_recorder,
+    push_bytes, push_changeset, run_recorded,
 };
 use crate::raft::types::WritePart;
 use crate::storage::capture::{CaptureError, RowCapture, Shapes};
@@ -538,7 +538,19 @@ impl Writer {
         };
         self.conn.prepare_cached("SAVEPOINT step")?.execute([])?;
         let mut parts = Vec::new();
-        let ran = run_recorded(&self.conn, &self.guard, statement, shapes, &mut parts);
+        let ran = run_recorded(
+            &self.conn,
+            &self.guard,
+            std::slice::from_ref(statement),
+            shapes,
+            "step",
+            &mut parts,
+        )
+        .and_then(|mut results| {
+            results.pop().ok_or_else(|| {
+                RequestFailure::Engine(EngineError::Corrupt("a statement without a result".into()))
+            })
+        });
         if self.conn.is_autocommit() {
             // SQLite rolled the whole transaction back (`INSERT OR ROLLBACK`, `RAISE(ROLLBACK)`,
             // a full disk): the batch is gone, and every transaction with it.
@@ -692,45 +704,6 @@ fn read_resume_schema(conn: &rusqlite::Connection) -> Result<ResumeSchema, rusql
         columns,
         shapes: Arc::new(Shapes::read(conn)?),
     })
-}
-
-/// Runs one statement of a transaction inside its `step` savepoint and appends its effects to
-/// `parts`. A DML statement is recorded with a [`RowCapture`] (no session to set up); if it
-/// touched a table the capture cannot record, it is undone and run again under a session, as
-/// is DDL (`shapes` is `None`).
-fn run_recorded(
-    conn: &rusqlite::Connection,
-    guard: &crate::storage::policy::ClientSqlGuard,
-    statement: &Statement,
-    shapes: Option<Arc<Shapes>>,
-    parts: &mut Vec<WritePart>,
-) -> Result<StatementResult, RequestFailure> {
-    let engine = |e: rusqlite::Error| RequestFailure::Engine(e.into());
-    if let Some(shapes) = shapes {
-        let capture = RowCapture::start(conn, shapes)
-            .map_err(|e| RequestFailure::Engine(EngineError::Corrupt(e.to_string())))?;
-        let result = run_client_statement(conn, guard, statement, &mut None, parts)?;
-        match capture.finish() {
-            Ok(changeset) => {
-                push_bytes(parts, changeset);
-                return Ok(result);
-            }
-            Err(CaptureError::Unsupported(table)) => {
-                tracing::debug!("recording a statement again with a session: {table}");
-                conn.prepare_cached("ROLLBACK TO step")
-                    .and_then(|mut s| s.execute([]))
-                    .map_err(engine)?;
-                parts.clear();
-            }
-            Err(e) => return Err(RequestFailure::Engine(EngineError::Corrupt(e.to_string()))),
-        }
-    }
-    let mut recorder = Some(start_recorder(conn)?);
-    let result = run_client_statement(conn, guard, statement, &mut recorder, parts)?;
-    if let Some(recorder) = recorder.take() {
-        push_changeset(parts, recorder)?;
-    }
-    Ok(result)
 }
 
 /// The schema's version (changes with every schema change).

@@ -20,8 +20,11 @@
 //! Limits: only the "main" database is recorded; a table with hidden or generated columns, or
 //! one missing from the shapes (created after them), makes [`RowCapture::finish`] answer
 //! [`CaptureError::Unsupported`], and the caller records the work again with a session.
-//! The connection must have no session object while a capture runs (both use the one
-//! pre-update hook).
+//! The connection must have no session object while a capture runs, and no session may be
+//! started before it finishes: both use the connection's one pre-update hook, and a session
+//! created over a capture would take the capture's context for a session of its own (SQLite
+//! chains sessions through that pointer). The engine records one piece of work at a time, with
+//! one or the other.
 
 use std::collections::HashMap;
 use std::ffi::{CStr, c_char, c_int, c_void};

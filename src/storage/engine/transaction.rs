@@ -670,8 +670,11 @@ pub(super) fn row_keys(
 /// Reads what resuming needs to know of the schema.
 fn read_resume_schema(conn: &rusqlite::Connection) -> Result<ResumeSchema, rusqlite::Error> {
     let mut statement = conn.prepare_cached(
-        "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' \
-         AND NOT EXISTS (SELECT 1 FROM pragma_table_info(name, 'main') WHERE pk > 0)",
+        // `m.name`, qualified: inside the subquery a bare `name` is pragma_table_info's own
+        // column, and every table would count as keyed by rowid.
+        "SELECT m.name FROM main.sqlite_schema AS m WHERE m.type = 'table' \
+         AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+         AND NOT EXISTS (SELECT 1 FROM pragma_table_info(m.name, 'main') AS p WHERE p.pk > 0)",
     )?;
     let renumbered = statement
         .query_map([], |row| row.get::<_, String>(0))?
@@ -710,4 +713,27 @@ fn read_resume_schema(conn: &rusqlite::Connection) -> Result<ResumeSchema, rusql
 fn schema_version(conn: &rusqlite::Connection) -> Result<i64, rusqlite::Error> {
     conn.prepare_cached("PRAGMA main.schema_version")?
         .query_row([], |row| row.get(0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only tables without a declared primary key are keyed by their hidden rowid: inserts into
+    /// the others lock their keys, and resuming replays them row by row.
+    #[test]
+    fn only_tables_without_a_key_are_renumbered() {
+        let conn = rusqlite::Connection::open_in_memory().expect("open");
+        conn.execute_batch(
+            "CREATE TABLE keyed(id INTEGER PRIMARY KEY, v TEXT);
+             CREATE TABLE composite(a TEXT, b INTEGER, PRIMARY KEY (a, b));
+             CREATE TABLE bare(x INTEGER, y TEXT);",
+        )
+        .expect("schema");
+        let schema = read_resume_schema(&conn).expect("read");
+        assert_eq!(
+            schema.renumbered.into_iter().collect::<Vec<_>>(),
+            vec!["bare".to_string()]
+        );
+    }
 }

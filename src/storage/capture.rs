@@ -53,41 +53,43 @@ struct Shape {
 impl Shapes {
     /// Reads every table's columns and key.
     pub fn read(conn: &Connection) -> rusqlite::Result<Shapes> {
-        let mut names = conn.prepare(
-            "SELECT name FROM main.sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'",
+        // One query over every table's columns (key position, hidden), in column order.
+        let mut statement = conn.prepare(
+            "SELECT m.name, p.pk, p.hidden \
+             FROM main.sqlite_schema AS m, pragma_table_xinfo(m.name, 'main') AS p \
+             WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+             ORDER BY m.name, p.cid",
         )?;
-        let names = names
-            .query_map([], |row| row.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut tables = HashMap::with_capacity(names.len());
-        for name in names {
-            let mut columns =
-                conn.prepare("SELECT pk, hidden FROM pragma_table_xinfo(?1, 'main')")?;
-            let columns = columns
-                .query_map([&name], |row| {
-                    Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?))
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            let unsupported = columns.iter().any(|&(_, hidden)| hidden != 0);
-            let by_rowid = columns.iter().all(|&(pk, _)| pk == 0);
-            let mut primary_key = Vec::with_capacity(columns.len() + 1);
-            if by_rowid {
-                primary_key.push(1);
-            }
-            primary_key.extend(
-                columns
-                    .iter()
-                    .map(|&(pk, _)| u8::try_from(pk).unwrap_or(u8::MAX)),
-            );
-            tables.insert(
-                name,
-                Shape {
+        let mut columns: HashMap<String, Vec<(i64, i64)>> = HashMap::new();
+        let mut rows = statement.query([])?;
+        while let Some(row) = rows.next()? {
+            columns
+                .entry(row.get(0)?)
+                .or_default()
+                .push((row.get(1)?, row.get(2)?));
+        }
+        let tables = columns
+            .into_iter()
+            .map(|(name, columns)| {
+                let unsupported = columns.iter().any(|&(_, hidden)| hidden != 0);
+                let by_rowid = columns.iter().all(|&(pk, _)| pk == 0);
+                let mut primary_key = Vec::with_capacity(columns.len() + 1);
+                if by_rowid {
+                    primary_key.push(1);
+                }
+                primary_key.extend(
+                    columns
+                        .iter()
+                        .map(|&(pk, _)| u8::try_from(pk).unwrap_or(u8::MAX)),
+                );
+                let shape = Shape {
                     primary_key,
                     by_rowid,
                     unsupported,
-                },
-            );
-        }
+                };
+                (name, shape)
+            })
+            .collect();
         Ok(Shapes { tables })
     }
 }

@@ -745,17 +745,17 @@ async fn wait_until_ready_to_lead(
     let term = leader.leader_id().term;
     // What the writer builds on: entries applied into the open batch count, even while an
     // interactive transaction holding the writer keeps that batch from committing.
-    let mut visible = engine.applied();
+    let mut applied_watch = engine.applied();
     let mut metrics = raft.metrics();
     let deadline = tokio::time::Instant::now() + LEADER_READY_TIMEOUT;
     loop {
         let last_log = metrics.borrow_watched().last_log_index.unwrap_or(0);
-        let applied = *visible.borrow_and_update();
+        let applied = *applied_watch.borrow_and_update();
         if applied.is_some_and(|l| l.leader_id.term >= term && l.index >= last_log) {
             return Ok(());
         }
         tokio::select! {
-            changed = visible.changed() => if changed.is_err() {
+            changed = applied_watch.changed() => if changed.is_err() {
                 return Err(RequestError::Unavailable("storage stopped".into()));
             },
             _ = metrics.changed() => {}
